@@ -1,0 +1,10 @@
+#![doc = include_str!("../README.md")]
+
+mod email;
+mod password;
+
+pub use email::{Email, EmailError, MAX_EMAIL_LEN};
+pub use password::{
+    Argon2Params, Password, PasswordHash, PasswordHashError, PasswordPolicyError, MAX_PASSWORD_LEN,
+    MIN_PASSWORD_LEN,
+};

@@ -1,0 +1,232 @@
+//! The password policy of the contract and argon2id hashing.
+//!
+//! Hashing is deliberately slow and CPU-bound: callers must run it on a blocking pool,
+//! never on an async worker.
+
+use std::fmt;
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash as PhcHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+
+pub const MIN_PASSWORD_LEN: usize = 8;
+pub const MAX_PASSWORD_LEN: usize = 256;
+
+/// The first rule a candidate password breaks. The messages are part of the HTTP contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PasswordPolicyError {
+    #[error("Password must be at least 8 characters long")]
+    TooShort,
+    #[error("Password must be at most 256 characters long")]
+    TooLong,
+    #[error("Password must contain at least one lowercase character")]
+    NoLowercase,
+    #[error("Password must contain at least one uppercase character")]
+    NoUppercase,
+    #[error("Password must contain at least one digit")]
+    NoDigit,
+}
+
+/// A password that satisfies the policy. Its value is never printed.
+#[derive(Clone)]
+pub struct Password(String);
+
+impl Password {
+    /// Applies the policy; the first failing rule wins, in the order of the contract.
+    /// Length counts characters (Unicode scalar values), not bytes.
+    pub fn parse(raw: &str) -> Result<Self, PasswordPolicyError> {
+        let len = raw.chars().count();
+        if len < MIN_PASSWORD_LEN {
+            return Err(PasswordPolicyError::TooShort);
+        }
+        if len > MAX_PASSWORD_LEN {
+            return Err(PasswordPolicyError::TooLong);
+        }
+        if !raw.chars().any(char::is_lowercase) {
+            return Err(PasswordPolicyError::NoLowercase);
+        }
+        if !raw.chars().any(char::is_uppercase) {
+            return Err(PasswordPolicyError::NoUppercase);
+        }
+        if !raw.chars().any(|c| c.is_ascii_digit()) {
+            return Err(PasswordPolicyError::NoDigit);
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+/// argon2id cost parameters. The defaults are OWASP's first recommendation
+/// (19 MiB, 2 passes, 1 lane).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Argon2Params {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl Default for Argon2Params {
+    fn default() -> Self {
+        Self { memory_kib: 19_456, iterations: 2, parallelism: 1 }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordHashError {
+    #[error("invalid argon2 parameters: {0}")]
+    Params(String),
+    #[error("stored password hash is malformed: {0}")]
+    Malformed(String),
+    #[error("hashing failed: {0}")]
+    Hashing(String),
+}
+
+impl Argon2Params {
+    fn hasher(&self) -> Result<Argon2<'static>, PasswordHashError> {
+        let params = Params::new(self.memory_kib, self.iterations, self.parallelism, None)
+            .map_err(|e| PasswordHashError::Params(e.to_string()))?;
+        Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+    }
+
+    /// Refuses parameters weaker than OWASP's minimum, so a typo in the configuration
+    /// cannot silently weaken every stored hash.
+    pub fn validate(&self) -> Result<(), PasswordHashError> {
+        let floor = Self::default();
+        if self.memory_kib < floor.memory_kib || self.iterations < 1 || self.parallelism < 1 {
+            return Err(PasswordHashError::Params(format!(
+                "argon2 memory_kib must be at least {} and iterations, parallelism at least 1",
+                floor.memory_kib
+            )));
+        }
+        self.hasher().map(|_| ())
+    }
+}
+
+/// A PHC-format argon2id hash string as stored in the database.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PasswordHash(String);
+
+impl fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PasswordHash(<redacted>)")
+    }
+}
+
+impl PasswordHash {
+    /// Hashes a password with a fresh random salt. CPU-heavy: call from a blocking pool.
+    pub fn create(password: &Password, params: &Argon2Params) -> Result<Self, PasswordHashError> {
+        let salt = SaltString::generate(&mut OsRng);
+        let hash = params
+            .hasher()?
+            .hash_password(password.expose().as_bytes(), &salt)
+            .map_err(|e| PasswordHashError::Hashing(e.to_string()))?;
+        Ok(Self(hash.to_string()))
+    }
+
+    /// Wraps a stored hash string after checking that it parses.
+    pub fn from_stored(s: String) -> Result<Self, PasswordHashError> {
+        PhcHash::new(&s).map_err(|e| PasswordHashError::Malformed(e.to_string()))?;
+        Ok(Self(s))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Checks a candidate (not policy-checked: old passwords may predate the policy).
+    /// The comparison inside argon2 is constant-time. CPU-heavy: call from a blocking pool.
+    pub fn verify(&self, candidate: &str) -> Result<bool, PasswordHashError> {
+        let parsed = PhcHash::new(&self.0).map_err(|e| PasswordHashError::Malformed(e.to_string()))?;
+        // The parameters come from the stored hash itself, so hashes made with older
+        // settings keep verifying.
+        match Argon2::default().verify_password(candidate.as_bytes(), &parsed) {
+            Ok(()) => Ok(true),
+            Err(argon2::password_hash::Error::Password) => Ok(false),
+            Err(e) => Err(PasswordHashError::Hashing(e.to_string())),
+        }
+    }
+
+    /// True when the stored hash is weaker than (or not made with) the configured parameters,
+    /// so it should be replaced after the next successful verification.
+    pub fn needs_rehash(&self, params: &Argon2Params) -> bool {
+        let Ok(parsed) = PhcHash::new(&self.0) else { return true };
+        if parsed.algorithm.as_str() != "argon2id" {
+            return true;
+        }
+        let Ok(stored) = Params::try_from(&parsed) else { return true };
+        stored.m_cost() < params.memory_kib
+            || stored.t_cost() < params.iterations
+            || stored.p_cost() < params.parallelism
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_reports_the_first_failing_rule_in_contract_order() {
+        use PasswordPolicyError::*;
+        let cases = [
+            ("", TooShort),
+            ("Ab1", TooShort),
+            ("ABCDEFGH1", NoLowercase),
+            ("abcdefgh1", NoUppercase),
+            ("Abcdefghi", NoDigit),
+        ];
+        for (pw, want) in cases {
+            assert_eq!(Password::parse(pw).unwrap_err(), want, "{pw:?}");
+        }
+        let long = format!("Aa1{}", "x".repeat(254));
+        assert_eq!(Password::parse(&long).unwrap_err(), TooLong);
+        assert!(Password::parse(&format!("Aa1{}", "x".repeat(253))).is_ok());
+    }
+
+    #[test]
+    fn length_counts_characters_not_bytes() {
+        // 8 characters, 11 bytes.
+        assert!(Password::parse("Ääbcde1x").is_ok());
+        assert_eq!(Password::parse("Ääbc1é").unwrap_err(), PasswordPolicyError::TooShort);
+    }
+
+    #[test]
+    fn messages_are_the_contract_sentences() {
+        assert_eq!(
+            PasswordPolicyError::NoUppercase.to_string(),
+            "Password must contain at least one uppercase character"
+        );
+    }
+
+    #[test]
+    fn hash_verifies_the_right_password_only_and_knows_its_strength() {
+        let params = Argon2Params { memory_kib: 19_456, iterations: 1, parallelism: 1 };
+        let pw = Password::parse("Correct1horse").unwrap();
+        let hash = PasswordHash::create(&pw, &params).unwrap();
+        assert!(hash.as_str().starts_with("$argon2id$"));
+        assert!(hash.verify("Correct1horse").unwrap());
+        assert!(!hash.verify("Correct1hors").unwrap());
+        assert!(!hash.needs_rehash(&params));
+        assert!(hash.needs_rehash(&Argon2Params { iterations: 2, ..params }));
+    }
+
+    #[test]
+    fn weak_parameters_are_refused() {
+        assert!(Argon2Params { memory_kib: 1024, iterations: 2, parallelism: 1 }.validate().is_err());
+        assert!(Argon2Params::default().validate().is_ok());
+    }
+
+    #[test]
+    fn debug_never_prints_the_secret() {
+        let pw = Password::parse("Correct1horse").unwrap();
+        assert!(!format!("{pw:?}").contains("horse"));
+    }
+}

@@ -1,0 +1,311 @@
+#![doc = include_str!("../README.md")]
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// The documented defaults, compiled in so the binary runs from any directory.
+pub const DEFAULT_TOML: &str = include_str!("../../../config/default.toml");
+
+/// Environment variable that names the deployment environment (`development` when unset).
+pub const ENV_VAR: &str = "AUTHD_ENV";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub http: HttpSettings,
+    pub metrics: MetricsSettings,
+    pub database: DatabaseSettings,
+    pub password: PasswordSettings,
+    pub secrets: SecretSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    pub bind: String,
+    pub workers: usize,
+    pub body_limit_bytes: usize,
+    pub shutdown_timeout_secs: u64,
+    pub keep_alive_secs: u64,
+    pub client_request_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    pub enabled: bool,
+    pub bind: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub url: SecretString,
+    pub url_file: String,
+    pub pool_max_size: u32,
+    pub connect_timeout_secs: u64,
+    pub sqlite_busy_timeout_ms: u64,
+    pub migrate_on_start: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordSettings {
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub argon2_parallelism: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretSettings {
+    pub otp_key: SecretString,
+    pub otp_key_file: String,
+    pub totp_key: SecretString,
+    pub totp_key_file: String,
+    pub signing_key: SecretString,
+    pub signing_key_file: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The deployment environment from `AUTHD_ENV`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Production,
+    /// Any other name (e.g. `staging`, `test`): loads `config/<name>.toml`, treated like
+    /// development for the secret checks.
+    Other(String),
+}
+
+impl Environment {
+    pub fn from_name(name: Option<&str>) -> Self {
+        match name.map(str::trim) {
+            None | Some("") | Some("development") => Self::Development,
+            Some("production") => Self::Production,
+            Some(other) => Self::Other(other.to_owned()),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Development => "development",
+            Self::Production => "production",
+            Self::Other(n) => n,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration: the file given with --config does not exist: {0}")]
+    MissingFile(PathBuf),
+    #[error("configuration: cannot read {key} from {path}: {source}")]
+    SecretFile { key: String, path: PathBuf, source: std::io::Error },
+    #[error("configuration: {key} and {key}_file are both set; give one of them")]
+    SecretTwice { key: String },
+    #[error("configuration: invalid value for {key}: {reason}")]
+    Invalid { key: String, reason: String },
+    #[error(
+        "configuration: AUTHD_ENV=production needs these secrets, which are not set: {}. \
+         Give each inline or as a path in its *_file key (or AUTHD__SECRETS__<KEY>).",
+        .0.join(", ")
+    )]
+    MissingSecrets(Vec<String>),
+}
+
+/// Where the layers come from. `Default` reads the process environment.
+#[derive(Debug, Default, Clone)]
+pub struct Sources {
+    /// Directory holding `<env>.toml`; `./config` when unset.
+    pub config_dir: Option<PathBuf>,
+    /// The `--config FILE`, if any.
+    pub file: Option<PathBuf>,
+    /// Environment to read instead of the process's (tests); `None` reads the process's.
+    pub env: Option<HashMap<String, String>>,
+}
+
+/// The loaded settings plus the environment they were loaded for.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub environment: Environment,
+    pub settings: Settings,
+}
+
+impl Sources {
+    fn env_value(&self, key: &str) -> Option<String> {
+        match &self.env {
+            Some(map) => map.get(key).cloned(),
+            None => std::env::var(key).ok(),
+        }
+    }
+
+    /// Loads every layer, resolves `*_file` secrets and validates the result.
+    pub fn load(&self) -> Result<Loaded, SettingsError> {
+        let environment = Environment::from_name(self.env_value(ENV_VAR).as_deref());
+        let dir = self.config_dir.clone().unwrap_or_else(|| PathBuf::from("config"));
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULT_TOML, config::FileFormat::Toml))
+            .add_source(
+                config::File::from(dir.join(format!("{}.toml", environment.name())))
+                    .format(config::FileFormat::Toml)
+                    .required(false),
+            );
+        if let Some(file) = &self.file {
+            if !file.exists() {
+                return Err(SettingsError::MissingFile(file.clone()));
+            }
+            builder = builder.add_source(config::File::from(file.as_path()).format(config::FileFormat::Toml));
+        }
+        let mut env_source = config::Environment::with_prefix("AUTHD")
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true);
+        if let Some(map) = &self.env {
+            env_source = env_source.source(Some(map.clone()));
+        }
+        let raw = builder.add_source(env_source).build()?;
+        let mut settings: Settings = raw.try_deserialize()?;
+        settings.resolve_files()?;
+        settings.validate(&environment)?;
+        Ok(Loaded { environment, settings })
+    }
+}
+
+fn read_secret_file(key: &str, path: &str) -> Result<SecretString, SettingsError> {
+    let text = std::fs::read_to_string(Path::new(path)).map_err(|source| SettingsError::SecretFile {
+        key: key.to_owned(),
+        path: PathBuf::from(path),
+        source,
+    })?;
+    // A trailing newline from `echo > file` is never part of a secret.
+    Ok(SecretString::from(text.trim_end_matches(['\n', '\r']).to_owned()))
+}
+
+/// Folds a `<key>_file` into `<key>`; both set is an error, because which one wins would
+/// be a guess.
+fn fold_file(key: &str, inline: &mut SecretString, file: &str) -> Result<(), SettingsError> {
+    if file.is_empty() {
+        return Ok(());
+    }
+    if !inline.expose_secret().is_empty() {
+        return Err(SettingsError::SecretTwice { key: key.to_owned() });
+    }
+    *inline = read_secret_file(&format!("{key}_file"), file)?;
+    Ok(())
+}
+
+impl Settings {
+    fn resolve_files(&mut self) -> Result<(), SettingsError> {
+        let db = &mut self.database;
+        fold_file("database.url", &mut db.url, &db.url_file.clone())?;
+        let s = &mut self.secrets;
+        fold_file("secrets.otp_key", &mut s.otp_key, &s.otp_key_file.clone())?;
+        fold_file("secrets.totp_key", &mut s.totp_key, &s.totp_key_file.clone())?;
+        fold_file("secrets.signing_key", &mut s.signing_key, &s.signing_key_file.clone())?;
+        Ok(())
+    }
+
+    fn validate(&self, environment: &Environment) -> Result<(), SettingsError> {
+        let invalid = |key: &str, reason: &str| SettingsError::Invalid { key: key.into(), reason: reason.into() };
+        DatabaseUrl::parse(self.database.url.expose_secret())
+            .map_err(|reason| invalid("database.url", &reason))?;
+        if self.database.pool_max_size == 0 {
+            return Err(invalid("database.pool_max_size", "must be at least 1"));
+        }
+        if self.http.body_limit_bytes == 0 {
+            return Err(invalid("http.body_limit_bytes", "must be at least 1"));
+        }
+        for (key, addr) in [("http.bind", &self.http.bind), ("metrics.bind", &self.metrics.bind)] {
+            if addr.parse::<std::net::SocketAddr>().is_err() {
+                return Err(invalid(key, "must be IP:PORT, e.g. 127.0.0.1:8080"));
+            }
+        }
+        if *environment == Environment::Production {
+            let missing: Vec<String> = [
+                ("secrets.otp_key", &self.secrets.otp_key),
+                ("secrets.totp_key", &self.secrets.totp_key),
+                ("secrets.signing_key", &self.secrets.signing_key),
+            ]
+            .into_iter()
+            .filter(|(_, v)| v.expose_secret().trim().is_empty())
+            .map(|(k, _)| k.to_owned())
+            .collect();
+            if !missing.is_empty() {
+                return Err(SettingsError::MissingSecrets(missing));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn database_url(&self) -> DatabaseUrl {
+        // Validated in `load`.
+        DatabaseUrl::parse(self.database.url.expose_secret()).unwrap_or(DatabaseUrl::Sqlite(PathBuf::from(":memory:")))
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.http.shutdown_timeout_secs)
+    }
+}
+
+/// The database chosen by `database.url`.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Sqlite(p) => write!(f, "Sqlite({})", p.display()),
+            Self::Postgres(_) => f.write_str("Postgres(<redacted>)"),
+        }
+    }
+}
+
+impl DatabaseUrl {
+    pub fn parse(url: &str) -> Result<Self, String> {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err("sqlite:// needs a file path, e.g. sqlite://./var/authd.db".into());
+            }
+            Ok(Self::Sqlite(PathBuf::from(path)))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres(url.to_owned()))
+        } else {
+            Err("must start with sqlite:// or postgres://".into())
+        }
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
