@@ -1,1 +1,48 @@
-//! stub
+#![doc = include_str!("../README.md")]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{web, HttpResponse};
+use authd_settings::Settings;
+use authd_store::Store;
+use serde::Serialize;
+
+pub mod error;
+pub mod json;
+pub mod middleware;
+pub mod openapi;
+pub mod routes;
+
+pub use error::{ApiError, ErrorBody};
+pub use json::{BodyLimit, JsonBody};
+
+/// What every handler may reach. Built once at start and shared by all workers.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub settings: Arc<Settings>,
+    pub readiness_timeout: Duration,
+}
+
+/// A 200 with a JSON body, typed `application/json; charset=utf-8` as the contract says.
+pub fn json_ok<T: Serialize>(body: &T) -> HttpResponse {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => HttpResponse::Ok()
+            .insert_header((header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8")))
+            .body(bytes),
+        Err(e) => actix_web::ResponseError::error_response(&ApiError::internal(e)),
+    }
+}
+
+/// Registers the public API, the OpenAPI document and the docs page on an app.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    routes::configure(cfg);
+    cfg.service(routes::resource("/docs", "GET").route(web::get().to(|| async {
+        HttpResponse::Found().insert_header((header::LOCATION, "/docs/")).finish()
+    })));
+    cfg.service(
+        utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi::document()),
+    );
+}

@@ -34,6 +34,7 @@ pub struct HttpSettings {
     pub shutdown_timeout_secs: u64,
     pub keep_alive_secs: u64,
     pub client_request_timeout_ms: u64,
+    pub readiness_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -1,0 +1,201 @@
+//! The one mapping from failures to the contract's error body
+//! `{"statusCode", "error", "message", "retryAfter"?}`.
+
+use std::borrow::Cow;
+use std::error::Error as StdError;
+use std::fmt;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// The body of every error answer.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorBody {
+    /// The HTTP status code, repeated.
+    #[schema(example = 429)]
+    pub status_code: u16,
+    /// The reason phrase for the status.
+    #[schema(example = "Too many requests")]
+    pub error: String,
+    /// A stable UPPER_SNAKE code, or for 400 validation errors one sentence naming the first
+    /// problem found.
+    #[schema(example = "TOO_MANY_RESET_MAIL_ATTEMPTS")]
+    pub message: String,
+    /// Present on every 429: whole seconds until the same call can succeed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = 42, minimum = 0)]
+    pub retry_after: Option<u64>,
+}
+
+/// Marks a response whose body already has the contract's shape, so the middleware leaves it
+/// alone; any other error response is rewritten into that shape.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ContractBody;
+
+/// The reason phrases of the contract (note the lower-case "Too many requests" and
+/// "Internal server error").
+pub fn reason_phrase(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        429 => "Too many requests",
+        500 => "Internal server error",
+        _ => status.canonical_reason().unwrap_or("Error"),
+    }
+}
+
+/// The stable code used when the framework itself refuses a request.
+pub(crate) fn generic_code(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "Bad request",
+        401 => "UNAUTHORIZED",
+        403 => "FORBIDDEN",
+        404 => "NOT_FOUND",
+        405 => "METHOD_NOT_ALLOWED",
+        408 => "REQUEST_TIMEOUT",
+        413 => "PAYLOAD_TOO_LARGE",
+        414 => "URI_TOO_LONG",
+        415 => "UNSUPPORTED_MEDIA_TYPE",
+        431 => "REQUEST_HEADER_FIELDS_TOO_LARGE",
+        503 => "SERVICE_UNAVAILABLE",
+        _ if status.is_server_error() => "INTERNAL_SERVER_ERROR",
+        _ => "REQUEST_REFUSED",
+    }
+}
+
+/// An error answer. Build it with the constructors; internal causes are logged, never sent.
+pub struct ApiError {
+    status: StatusCode,
+    message: Cow<'static, str>,
+    retry_after: Option<u64>,
+    allow: Option<&'static str>,
+    source: Option<Box<dyn StdError + Send + Sync>>,
+}
+
+impl ApiError {
+    /// A stable code for a status (`409 TOTP_UNINITIALIZED`).
+    pub fn code(status: StatusCode, code: &'static str) -> Self {
+        Self { status, message: Cow::Borrowed(code), retry_after: None, allow: None, source: None }
+    }
+
+    /// A 400 with one sentence naming the first problem found.
+    pub fn bad_request(sentence: impl Into<Cow<'static, str>>) -> Self {
+        Self { message: sentence.into(), ..Self::code(StatusCode::BAD_REQUEST, "") }
+    }
+
+    /// A 429; the wait is rounded up to whole seconds by the caller's `Duration`.
+    pub fn too_many(code: &'static str, retry_after: std::time::Duration) -> Self {
+        let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+        Self { retry_after: Some(secs.max(1)), ..Self::code(StatusCode::TOO_MANY_REQUESTS, code) }
+    }
+
+    /// A 500 whose cause goes to the log (with the request id of the current span), never to
+    /// the client.
+    pub fn internal(source: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
+        Self { source: Some(source.into()), ..Self::code(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_SERVER_ERROR") }
+    }
+
+    /// A 500 with a stable code of the contract (`UNABLE_TO_FIND_MAIL_TEMPLATE`), cause logged.
+    pub fn internal_code(code: &'static str, source: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
+        Self { source: Some(source.into()), ..Self::code(StatusCode::INTERNAL_SERVER_ERROR, code) }
+    }
+
+    pub fn not_found() -> Self {
+        Self::code(StatusCode::NOT_FOUND, "NOT_FOUND")
+    }
+
+    pub fn method_not_allowed(allow: &'static str) -> Self {
+        Self { allow: Some(allow), ..Self::code(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED") }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub(crate) fn body(&self) -> ErrorBody {
+        ErrorBody {
+            status_code: self.status.as_u16(),
+            error: reason_phrase(self.status).to_owned(),
+            message: self.message.clone().into_owned(),
+            retry_after: self.retry_after,
+        }
+    }
+}
+
+/// Formats an error with its whole `source()` chain, for logs.
+pub fn error_chain(e: &(dyn StdError + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(cause) = cur {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        cur = cause.source();
+    }
+    out
+}
+
+impl fmt::Debug for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.status.as_u16(), self.message)?;
+        if let Some(src) = &self.source {
+            write!(f, " caused by: {}", error_chain(src.as_ref()))?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.status.as_u16(), self.message)
+    }
+}
+
+impl StdError for ApiError {}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let Some(src) = &self.source {
+            tracing::error!(status = self.status.as_u16(), code = %self.message, cause = %error_chain(src.as_ref()), "internal error");
+        }
+        contract_response(self.status, &self.body(), self.allow)
+    }
+}
+
+/// Builds an error response in the contract's shape, with `Retry-After` on 429s.
+pub(crate) fn contract_response(status: StatusCode, body: &ErrorBody, allow: Option<&'static str>) -> HttpResponse {
+    let mut res = HttpResponse::build(status);
+    if let Some(secs) = body.retry_after {
+        res.insert_header((header::RETRY_AFTER, secs));
+    }
+    if let Some(allow) = allow {
+        res.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
+    }
+    res.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
+    res.insert_header((header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8")));
+    // Serialising this plain struct cannot fail; an empty object would still be JSON.
+    let mut res = res.body(serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec()));
+    res.extensions_mut().insert(ContractBody);
+    res
+}
+
+impl From<authd_store::StoreError> for ApiError {
+    fn from(e: authd_store::StoreError) -> Self {
+        match e {
+            authd_store::StoreError::Pool(_) => {
+                // The database is away: the client may retry, and the operator sees the cause.
+                Self { source: Some(Box::new(e)), ..Self::code(StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE") }
+            }
+            other => Self::internal(other),
+        }
+    }
+}

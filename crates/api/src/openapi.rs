@@ -1,0 +1,29 @@
+//! The OpenAPI 3.1 document, generated from the route annotations, and the offline docs page.
+
+use utoipa::OpenApi;
+
+use crate::error::ErrorBody;
+use crate::routes;
+
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(
+        title = "authd",
+        description = "Password reset by emailed one-time codes, two-factor authentication, email \
+            changes, login and tokens.\n\nEvery error answer, of every route, has the body \
+            `{statusCode, error, message, retryAfter?}`. `message` is a stable UPPER_SNAKE code, \
+            except for 400 validation errors where it is one sentence naming the first problem. \
+            Framework refusals use `NOT_FOUND` (404), `METHOD_NOT_ALLOWED` (405, with `Allow`), \
+            `PAYLOAD_TOO_LARGE` (413, bodies over 16 KiB), `UNSUPPORTED_MEDIA_TYPE` (415, a JSON \
+            body without `Content-Type: application/json`) and `INTERNAL_SERVER_ERROR` (500). \
+            Every response carries `X-Request-Id`.",
+    ),
+    paths(routes::ops::healthz, routes::ops::readyz),
+    components(schemas(ErrorBody, routes::ops::Status)),
+    tags((name = "operations", description = "Health and readiness")),
+)]
+pub struct ApiDoc;
+
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}

@@ -1,0 +1,20 @@
+//! Routes, one file per resource, wired in [`configure`].
+
+use actix_web::{web, HttpResponse, Resource};
+
+use crate::error::ApiError;
+
+pub mod ops;
+
+/// A resource whose unsupported methods answer 405 with an `Allow` header in the contract's
+/// shape. `allow` must list the methods routed on it.
+pub(crate) fn resource(path: &str, allow: &'static str) -> Resource {
+    web::resource(path).default_service(web::to(move || async move {
+        Err::<HttpResponse, _>(ApiError::method_not_allowed(allow))
+    }))
+}
+
+/// Registers every route of the public API.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    ops::configure(cfg);
+}

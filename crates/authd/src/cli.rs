@@ -1,0 +1,166 @@
+//! The command line. Operator commands print plain text to stdout and a one-line reason to
+//! stderr with a non-zero exit code on failure.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Context};
+use authd_domain::{Argon2Params, Email, Password, PasswordHash};
+use authd_settings::{Loaded, Settings, Sources};
+use authd_store::{users, StoreError};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "authd", version, about = "Password reset, two-factor authentication, login and tokens.")]
+pub struct Cli {
+    /// A configuration file layered over config/default.toml and config/$AUTHD_ENV.toml.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API and the metrics endpoint (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Inspect the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create an account. The password is read from stdin unless --password-file is given.
+    Create(EmailAndPassword),
+    /// List accounts.
+    List,
+    /// Disable an account: it can no longer log in or reset its password.
+    Disable {
+        #[arg(long)]
+        email: String,
+    },
+    /// Enable a disabled account again.
+    Enable {
+        #[arg(long)]
+        email: String,
+    },
+    /// Replace an account's password. The password is read from stdin unless --password-file
+    /// is given.
+    SetPassword(EmailAndPassword),
+}
+
+#[derive(Debug, Args)]
+pub struct EmailAndPassword {
+    #[arg(long)]
+    pub email: String,
+    /// Read the password from this file (first line) instead of stdin.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Load and validate the configuration, then print a summary without secrets.
+    Check,
+}
+
+impl Cli {
+    pub fn load_settings(&self) -> anyhow::Result<Loaded> {
+        Ok(Sources { file: self.config.clone(), ..Sources::default() }.load()?)
+    }
+}
+
+fn argon2(settings: &Settings) -> anyhow::Result<Argon2Params> {
+    let p = Argon2Params {
+        memory_kib: settings.password.argon2_memory_kib,
+        iterations: settings.password.argon2_iterations,
+        parallelism: settings.password.argon2_parallelism,
+    };
+    p.validate().context("password settings")?;
+    Ok(p)
+}
+
+fn read_password(file: Option<&PathBuf>) -> anyhow::Result<Password> {
+    let mut raw = String::new();
+    match file {
+        Some(path) => {
+            raw = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        }
+        None => {
+            std::io::stdin().read_to_string(&mut raw).context("cannot read the password from stdin")?;
+        }
+    }
+    let first = raw.lines().next().unwrap_or("");
+    Password::parse(first).map_err(|e| anyhow!("{e}"))
+}
+
+fn email(raw: &str) -> anyhow::Result<Email> {
+    Email::parse(raw).map_err(|e| anyhow!("{e}: {raw:?}"))
+}
+
+/// Runs an operator command against the database (the store's connection is synchronous;
+/// no server is running).
+pub fn run_user(settings: &Settings, cmd: &UserCommand) -> anyhow::Result<String> {
+    let store = authd_store::Store::open(&authd_store::StoreOptions::from_settings(settings));
+    store.migrate().context("cannot prepare the database")?;
+    let mut conn = store.conn()?;
+    match cmd {
+        UserCommand::Create(args) => {
+            let email = email(&args.email)?;
+            let password = read_password(args.password_file.as_ref())?;
+            let hash = PasswordHash::create(&password, &argon2(settings)?)?;
+            match users::create(&mut conn, &email, Some(&hash)) {
+                Ok(user) => Ok(format!("created user {} <{}>", user.id, user.email)),
+                Err(StoreError::Duplicate) => bail!("a user with the email {} already exists", email.as_str()),
+                Err(e) => Err(e.into()),
+            }
+        }
+        UserCommand::List => {
+            let mut out = format!("{:>8}  {:<40}  {:<8}  {}\n", "ID", "EMAIL", "STATUS", "CREATED (UTC)");
+            for u in users::list(&mut conn)? {
+                out.push_str(&format!(
+                    "{:>8}  {:<40}  {:<8}  {}\n",
+                    u.id,
+                    u.email,
+                    if u.disabled { "disabled" } else { "active" },
+                    u.created_at.format("%Y-%m-%d %H:%M:%S")
+                ));
+            }
+            Ok(out.trim_end().to_owned())
+        }
+        UserCommand::Disable { email: raw } | UserCommand::Enable { email: raw } => {
+            let disable = matches!(cmd, UserCommand::Disable { .. });
+            let email = email(raw)?;
+            if !users::set_disabled(&mut conn, &email, disable)? {
+                bail!("no user has the email {}", email.as_str());
+            }
+            Ok(format!("{} {}", if disable { "disabled" } else { "enabled" }, email.as_str()))
+        }
+        UserCommand::SetPassword(args) => {
+            let email = email(&args.email)?;
+            let user = users::find_by_email(&mut conn, &email)?
+                .ok_or_else(|| anyhow!("no user has the email {}", email.as_str()))?;
+            let password = read_password(args.password_file.as_ref())?;
+            let hash = PasswordHash::create(&password, &argon2(settings)?)?;
+            users::set_password(&mut conn, user.id, &hash)?;
+            Ok(format!("password replaced for {}", email.as_str()))
+        }
+    }
+}
+
+pub fn config_summary(loaded: &Loaded) -> String {
+    let s = &loaded.settings;
+    format!(
+        "configuration OK\nenvironment: {}\ndatabase: {}\nhttp.bind: {}\nmetrics: {}",
+        loaded.environment.name(),
+        s.database_url().backend_name(),
+        s.http.bind,
+        if s.metrics.enabled { s.metrics.bind.as_str() } else { "disabled" },
+    )
+}

@@ -1,0 +1,149 @@
+#![doc = include_str!("../README.md")]
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpResponse, HttpServer};
+use anyhow::Context;
+use authd_api::{ApiError, AppState, BodyLimit};
+use authd_settings::{Loaded, Settings};
+use authd_store::{Store, StoreOptions};
+use metrics_exporter_prometheus::PrometheusHandle;
+
+pub mod cli;
+
+/// A built, bound, not yet running authd: the public API server and, when enabled, the
+/// metrics server.
+pub struct Application {
+    port: u16,
+    metrics_port: Option<u16>,
+    server: Server,
+    metrics_server: Option<Server>,
+}
+
+/// Opens the store and applies migrations when the settings ask for it.
+pub async fn open_store(settings: &Settings, migrate: bool) -> anyhow::Result<Store> {
+    let store = Store::open(&StoreOptions::from_settings(settings));
+    if migrate {
+        let s = store.clone();
+        let applied = tokio::task::spawn_blocking(move || s.migrate())
+            .await?
+            .with_context(|| format!("cannot prepare the {} database", settings.database_url().backend_name()))?;
+        if !applied.is_empty() {
+            tracing::info!(count = applied.len(), "applied database migrations");
+        }
+    }
+    Ok(store)
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application").field("port", &self.port).field("metrics_port", &self.metrics_port).finish()
+    }
+}
+
+impl Application {
+    /// Binds both listeners and prepares the servers. Must be called inside an actix system.
+    pub async fn build(loaded: Loaded) -> anyhow::Result<Self> {
+        let settings = Arc::new(loaded.settings);
+        let store = open_store(&settings, settings.database.migrate_on_start).await?;
+        let prometheus = authd_telemetry::prometheus().map_err(anyhow::Error::msg)?;
+
+        let state = web::Data::new(AppState {
+            store: store.clone(),
+            settings: settings.clone(),
+            readiness_timeout: Duration::from_millis(settings.http.readiness_timeout_ms),
+        });
+        let limit = web::Data::new(BodyLimit(settings.http.body_limit_bytes));
+        let listener = TcpListener::bind(&settings.http.bind)
+            .with_context(|| format!("cannot listen on http.bind = {}", settings.http.bind))?;
+        let port = listener.local_addr()?.port();
+
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(limit.clone())
+                .app_data(web::QueryConfig::default().error_handler(|err, _| {
+                    ApiError::bad_request(format!("query string is invalid: {err}")).into()
+                }))
+                .app_data(web::PathConfig::default().error_handler(|err, _| {
+                    ApiError::bad_request(format!("path is invalid: {err}")).into()
+                }))
+                .wrap(from_fn(authd_api::middleware::observe))
+                .configure(authd_api::configure)
+                .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::not_found()) }))
+        })
+        .shutdown_timeout(settings.http.shutdown_timeout_secs)
+        .keep_alive(Duration::from_secs(settings.http.keep_alive_secs))
+        .client_request_timeout(Duration::from_millis(settings.http.client_request_timeout_ms));
+        if settings.http.workers > 0 {
+            server = server.workers(settings.http.workers);
+        }
+        let server = server.listen(listener)?.run();
+
+        let (metrics_port, metrics_server) = if settings.metrics.enabled {
+            let listener = TcpListener::bind(&settings.metrics.bind)
+                .with_context(|| format!("cannot listen on metrics.bind = {}", settings.metrics.bind))?;
+            let port = listener.local_addr()?.port();
+            let data = web::Data::new(MetricsState { prometheus, store });
+            let srv = HttpServer::new(move || {
+                App::new()
+                    .app_data(data.clone())
+                    .wrap(from_fn(authd_api::middleware::observe))
+                    .service(web::resource("/metrics").route(web::get().to(metrics)))
+                    .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::not_found()) }))
+            })
+            .workers(1)
+            .disable_signals()
+            .shutdown_timeout(1)
+            .listen(listener)?
+            .run();
+            (Some(port), Some(srv))
+        } else {
+            (None, None)
+        };
+
+        Ok(Self { port, metrics_port, server, metrics_server })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_port
+    }
+
+    /// Serves until SIGTERM or SIGINT, then stops accepting and lets in-flight requests finish
+    /// (up to `http.shutdown_timeout_secs`).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let metrics_handle = self.metrics_server.as_ref().map(Server::handle);
+        if let Some(m) = self.metrics_server {
+            actix_web::rt::spawn(m);
+        }
+        let result = self.server.await;
+        if let Some(h) = metrics_handle {
+            h.stop(true).await;
+        }
+        result
+    }
+}
+
+#[derive(Debug)]
+struct MetricsState {
+    prometheus: PrometheusHandle,
+    store: Store,
+}
+
+async fn metrics(data: web::Data<MetricsState>) -> HttpResponse {
+    let pool = data.store.pool_state();
+    metrics::gauge!(authd_telemetry::names::DB_POOL_CONNECTIONS, "state" => "idle").set(f64::from(pool.idle));
+    metrics::gauge!(authd_telemetry::names::DB_POOL_CONNECTIONS, "state" => "in_use")
+        .set(f64::from(pool.connections - pool.idle));
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(data.prometheus.render())
+}

@@ -1,0 +1,99 @@
+//! The one place that knows which database is behind the connection: the `MultiConnection`
+//! enum, connection set-up (SQLite pragmas), and the embedded migrations per backend.
+
+use std::path::Path;
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+use crate::StoreError;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
+
+/// A connection to whichever database `database.url` names. Queries are written once against
+/// this type.
+#[derive(diesel::MultiConnection)]
+pub enum AnyConnection {
+    Postgresql(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+impl std::fmt::Debug for AnyConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Postgresql(_) => "AnyConnection::Postgresql",
+            Self::Sqlite(_) => "AnyConnection::Sqlite",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl AnyConnection {
+    pub fn backend(&self) -> Backend {
+        match self {
+            Self::Postgresql(_) => Backend::Postgres,
+            Self::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    /// Opens a SQLite file (creating its folder) in WAL mode with a busy timeout, so readers
+    /// never block the writer and concurrent writers wait instead of failing.
+    pub(crate) fn open_sqlite(path: &Path, busy_timeout: Duration) -> Result<Self, diesel::r2d2::Error> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                diesel::r2d2::Error::ConnectionError(ConnectionError::BadConnection(format!(
+                    "cannot create {}: {e}",
+                    dir.display()
+                )))
+            })?;
+        }
+        let path = path.to_string_lossy();
+        let mut conn = SqliteConnection::establish(&path).map_err(diesel::r2d2::Error::ConnectionError)?;
+        conn.batch_execute(&format!(
+            "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+             PRAGMA foreign_keys = ON;",
+            busy_timeout.as_millis()
+        ))
+        .map_err(diesel::r2d2::Error::QueryError)?;
+        Ok(Self::Sqlite(conn))
+    }
+
+    pub(crate) fn open_postgres(url: &str) -> Result<Self, diesel::r2d2::Error> {
+        PgConnection::establish(url)
+            .map(Self::Postgresql)
+            .map_err(diesel::r2d2::Error::ConnectionError)
+    }
+
+    pub(crate) fn broken(&mut self) -> bool {
+        match self {
+            Self::Postgresql(c) => diesel::r2d2::R2D2Connection::is_broken(c),
+            Self::Sqlite(c) => diesel::r2d2::R2D2Connection::is_broken(c),
+        }
+    }
+
+    /// Applies pending migrations and returns the versions applied.
+    pub fn run_migrations(&mut self) -> Result<Vec<String>, StoreError> {
+        let applied = match self {
+            Self::Postgresql(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS),
+            Self::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS),
+        }
+        .map_err(|e| StoreError::Migration(e.to_string()))?;
+        Ok(applied.into_iter().map(|v| v.to_string()).collect())
+    }
+
+    pub fn has_pending_migrations(&mut self) -> Result<bool, StoreError> {
+        match self {
+            Self::Postgresql(c) => c.has_pending_migration(POSTGRES_MIGRATIONS),
+            Self::Sqlite(c) => c.has_pending_migration(SQLITE_MIGRATIONS),
+        }
+        .map_err(|e| StoreError::Migration(e.to_string()))
+    }
+}

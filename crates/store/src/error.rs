@@ -1,0 +1,31 @@
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+/// Everything that can go wrong below the HTTP layer's feet. Callers map the meaningful
+/// variants (`Duplicate`, `NotFound`) and treat the rest as internal.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("a row with the same unique key already exists")]
+    Duplicate,
+    #[error("no such row")]
+    NotFound,
+    #[error("database connection unavailable")]
+    Pool(#[from] diesel::r2d2::PoolError),
+    #[error("database query failed")]
+    Query(#[source] DieselError),
+    #[error("database migration failed: {0}")]
+    Migration(String),
+    #[error("database task did not finish")]
+    Task(#[from] tokio::task::JoinError),
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+}
+
+impl From<DieselError> for StoreError {
+    fn from(e: DieselError) -> Self {
+        match e {
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => Self::Duplicate,
+            DieselError::NotFound => Self::NotFound,
+            other => Self::Query(other),
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! The connection pool and the bridge from async callers to synchronous Diesel.
+
+use std::time::Duration;
+
+use authd_settings::DatabaseUrl;
+use diesel::connection::SimpleConnection;
+use diesel::r2d2::{self, ManageConnection, Pool, PooledConnection};
+
+use crate::backend::{AnyConnection, Backend};
+use crate::StoreError;
+
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub url: DatabaseUrl,
+    pub pool_max_size: u32,
+    pub connect_timeout: Duration,
+    pub sqlite_busy_timeout: Duration,
+}
+
+impl StoreOptions {
+    pub fn from_settings(s: &authd_settings::Settings) -> Self {
+        Self {
+            url: s.database_url(),
+            pool_max_size: s.database.pool_max_size,
+            connect_timeout: Duration::from_secs(s.database.connect_timeout_secs),
+            sqlite_busy_timeout: Duration::from_millis(s.database.sqlite_busy_timeout_ms),
+        }
+    }
+}
+
+#[derive(Debug)]
+/// Opens connections for the pool (SQLite pragmas applied on each new connection).
+pub struct Manager {
+    url: DatabaseUrl,
+    busy_timeout: Duration,
+}
+
+impl ManageConnection for Manager {
+    type Connection = AnyConnection;
+    type Error = r2d2::Error;
+
+    fn connect(&self) -> Result<AnyConnection, r2d2::Error> {
+        match &self.url {
+            DatabaseUrl::Sqlite(path) => AnyConnection::open_sqlite(path, self.busy_timeout),
+            DatabaseUrl::Postgres(url) => AnyConnection::open_postgres(url),
+        }
+    }
+
+    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), r2d2::Error> {
+        conn.batch_execute("SELECT 1").map_err(r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut AnyConnection) -> bool {
+        conn.broken()
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct PoolState {
+    pub connections: u32,
+    pub idle: u32,
+}
+
+/// Cheap to clone; every clone shares one pool.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool<Manager>,
+    backend: Backend,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("backend", &self.backend).finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Builds the pool without waiting for the database, so that `serve` can start and report
+    /// "not ready" while the database is away. Use [`Store::check`] for a fail-fast start.
+    pub fn open(opts: &StoreOptions) -> Self {
+        let backend = match opts.url {
+            DatabaseUrl::Sqlite(_) => Backend::Sqlite,
+            DatabaseUrl::Postgres(_) => Backend::Postgres,
+        };
+        let pool = Pool::builder()
+            .max_size(opts.pool_max_size)
+            .min_idle(Some(1))
+            .connection_timeout(opts.connect_timeout)
+            .test_on_check_out(false)
+            .build_unchecked(Manager { url: opts.url.clone(), busy_timeout: opts.sqlite_busy_timeout });
+        Self { pool, backend }
+    }
+
+    /// Connections open and idle right now, for the pool gauge.
+    pub fn pool_state(&self) -> PoolState {
+        let st = self.pool.state();
+        PoolState { connections: st.connections, idle: st.idle_connections }
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A connection for synchronous callers (CLI commands, start-up). Async code uses `run`.
+    pub fn conn(&self) -> Result<PooledConnection<Manager>, StoreError> {
+        Ok(self.pool.get()?)
+    }
+
+    /// Runs `f` with a pooled connection on the blocking pool. Every query issued while
+    /// serving requests goes through here.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get()?;
+            f(&mut conn)
+        })
+        .await?
+    }
+
+    /// Connects, then applies pending migrations.
+    pub fn migrate(&self) -> Result<Vec<String>, StoreError> {
+        self.conn()?.run_migrations()
+    }
+
+    /// Ready means: the database answers and no migration is pending.
+    pub async fn ready(&self) -> Result<bool, StoreError> {
+        self.run(|conn| {
+            conn.batch_execute("SELECT 1")?;
+            Ok(!conn.has_pending_migrations()?)
+        })
+        .await
+    }
+}

@@ -1,0 +1,12 @@
+-- Accounts. `email` is stored normalised (lower case) by the application; the unique index on
+-- lower(email) makes the database the final judge even if a caller forgets.
+-- Times are UTC, stored as `timestamp` so one Diesel schema serves SQLite and PostgreSQL.
+CREATE TABLE users (
+    id            BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    email         TEXT NOT NULL CHECK (length(email) <= 256),
+    password_hash TEXT,
+    disabled      BOOLEAN NOT NULL DEFAULT FALSE,
+    created_at    TIMESTAMP NOT NULL,
+    updated_at    TIMESTAMP NOT NULL
+);
+CREATE UNIQUE INDEX users_email_key ON users (lower(email));
