@@ -1,1 +1,302 @@
+//! The test harness: a fresh database per test (a SQLite file or a PostgreSQL database created
+//! and dropped here), the real server started on port 0, and one helper per endpoint.
+//!
+//! PostgreSQL is required: when it cannot be reached the tests fail, they are never skipped.
+//! Its server URL comes from `AUTHD_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432`).
 
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use authd::Application;
+use authd_settings::Sources;
+use diesel::{Connection, PgConnection, RunQueryDsl};
+use reqwest::header::HeaderMap;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+/// Which database a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// Generates, for each named `async fn name(db: Db)`, a module with a `sqlite` and a
+/// `postgres` test that run it.
+#[macro_export]
+macro_rules! both_dbs {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[actix_web::test]
+            async fn sqlite() {
+                super::$name($crate::Db::Sqlite).await
+            }
+            #[actix_web::test]
+            async fn postgres() {
+                super::$name($crate::Db::Postgres).await
+            }
+        }
+    )*};
+}
+
+pub fn postgres_server_url() -> String {
+    std::env::var("AUTHD_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+/// A database that exists for one test and is removed afterwards.
+#[derive(Debug)]
+pub struct TestDb {
+    pub url: String,
+    pg_name: Option<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestDb {
+    pub fn create(db: Db) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        match db {
+            Db::Sqlite => {
+                let url = format!("sqlite://{}", dir.path().join("authd.db").display());
+                Self {
+                    url,
+                    pg_name: None,
+                    _dir: dir,
+                }
+            }
+            Db::Postgres => {
+                let name = format!("authd_test_{}", uuid::Uuid::new_v4().simple());
+                let mut admin = admin_connection();
+                diesel::sql_query(format!("CREATE DATABASE {name}"))
+                    .execute(&mut admin)
+                    .expect("CREATE DATABASE");
+                Self {
+                    url: format!("{}/{name}", postgres_server_url()),
+                    pg_name: Some(name),
+                    _dir: dir,
+                }
+            }
+        }
+    }
+
+    /// A scratch folder that lives as long as the database (mail dumps, key files).
+    pub fn dir(&self) -> PathBuf {
+        self._dir.path().to_path_buf()
+    }
+
+    /// Drops a PostgreSQL database while servers may still be connected to it.
+    pub fn drop_now(&mut self) {
+        if let Some(name) = self.pg_name.take() {
+            let mut admin = admin_connection();
+            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut admin);
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        self.drop_now();
+    }
+}
+
+fn admin_connection() -> PgConnection {
+    let url = format!("{}/postgres", postgres_server_url());
+    PgConnection::establish(&url).unwrap_or_else(|e| {
+        panic!("PostgreSQL is required for the test suite and is not reachable at {url}: {e}")
+    })
+}
+
+/// A running authd on its own database, reached over real HTTP.
+#[derive(Debug)]
+pub struct TestApp {
+    pub address: String,
+    pub metrics_address: String,
+    pub client: reqwest::Client,
+    pub db: TestDb,
+    pub env: HashMap<String, String>,
+}
+
+/// An answer, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.text))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts the contract's error shape: exactly these keys, the status repeated, the
+    /// reason phrase, the message, and `X-Request-Id`.
+    pub fn assert_error(&self, status: u16, message: &str) {
+        assert_eq!(self.status.as_u16(), status, "status of {:?}", self.text);
+        let body = self.json();
+        let obj = body
+            .as_object()
+            .unwrap_or_else(|| panic!("error body is not an object: {body}"));
+        let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        let want: &[&str] = if status == 429 {
+            &["error", "message", "retryAfter", "statusCode"]
+        } else {
+            &["error", "message", "statusCode"]
+        };
+        assert_eq!(keys, want, "keys of {body}");
+        assert_eq!(body["statusCode"], status, "{body}");
+        assert_eq!(body["error"], reason_phrase(status), "{body}");
+        assert_eq!(body["message"], message, "{body}");
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/json; charset=utf-8"),
+            "content type of an error"
+        );
+        assert!(
+            self.header("x-request-id").is_some_and(|v| !v.is_empty()),
+            "X-Request-Id missing"
+        );
+    }
+}
+
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        409 => "Conflict",
+        413 => "Payload Too Large",
+        415 => "Unsupported Media Type",
+        429 => "Too many requests",
+        500 => "Internal server error",
+        503 => "Service Unavailable",
+        other => panic!("no reason phrase in the contract for {other}"),
+    }
+}
+
+impl TestApp {
+    pub async fn spawn(db: Db) -> Self {
+        Self::spawn_with(db, &[]).await
+    }
+
+    /// Starts a server with extra settings given as `AUTHD__...` variables.
+    pub async fn spawn_with(db: Db, overrides: &[(&str, &str)]) -> Self {
+        let db = TestDb::create(db);
+        let mut env: HashMap<String, String> = HashMap::from([
+            ("AUTHD__HTTP__BIND".into(), "127.0.0.1:0".into()),
+            ("AUTHD__HTTP__WORKERS".into(), "2".into()),
+            ("AUTHD__HTTP__SHUTDOWN_TIMEOUT_SECS".into(), "1".into()),
+            ("AUTHD__METRICS__BIND".into(), "127.0.0.1:0".into()),
+            ("AUTHD__DATABASE__URL".into(), db.url.clone()),
+            ("AUTHD__LOG__LEVEL".into(), "warn".into()),
+        ]);
+        for (k, v) in overrides {
+            env.insert((*k).to_owned(), (*v).to_owned());
+        }
+        let sources = Sources {
+            config_dir: Some(db.dir()),
+            file: None,
+            env: Some(env.clone()),
+        };
+        let loaded = sources.load().expect("test settings load");
+        let app = Application::build(loaded).await.expect("server builds");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        let metrics_address = format!(
+            "http://127.0.0.1:{}",
+            app.metrics_port().expect("metrics enabled")
+        );
+        actix_rt::spawn(app.run_until_stopped());
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        Self {
+            address,
+            metrics_address,
+            client,
+            db,
+            env,
+        }
+    }
+
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> Reply {
+        let res = req.send().await.expect("request reaches the server");
+        let status = res.status();
+        let headers = res.headers().clone();
+        let text = res.text().await.expect("body");
+        Reply {
+            status,
+            headers,
+            text,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(self.client.get(self.url(path))).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Reply {
+        self.send(self.client.post(self.url(path)).json(body)).await
+    }
+
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> Reply {
+        let mut req = self.client.post(self.url(path)).body(body);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        self.send(req).await
+    }
+
+    pub async fn healthz(&self) -> Reply {
+        self.get("/healthz").await
+    }
+
+    pub async fn readyz(&self) -> Reply {
+        self.get("/readyz").await
+    }
+
+    pub async fn openapi(&self) -> Value {
+        self.get("/openapi.json").await.json()
+    }
+
+    pub async fn metrics(&self) -> String {
+        let res = self
+            .client
+            .get(format!("{}/metrics", self.metrics_address))
+            .send()
+            .await
+            .expect("metrics");
+        assert_eq!(res.status(), 200);
+        res.text().await.expect("metrics body")
+    }
+}
+
+/// The value of one sample in a Prometheus text exposition, by its full series text
+/// (`name{label="v"}`); `None` when the series is absent.
+pub fn metric_value(exposition: &str, series: &str) -> Option<f64> {
+    exposition.lines().find_map(|line| {
+        let (name, value) = line.rsplit_once(' ')?;
+        (name == series).then(|| value.parse().ok()).flatten()
+    })
+}

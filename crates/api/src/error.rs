@@ -77,29 +77,50 @@ pub struct ApiError {
 impl ApiError {
     /// A stable code for a status (`409 TOTP_UNINITIALIZED`).
     pub fn code(status: StatusCode, code: &'static str) -> Self {
-        Self { status, message: Cow::Borrowed(code), retry_after: None, allow: None, source: None }
+        Self {
+            status,
+            message: Cow::Borrowed(code),
+            retry_after: None,
+            allow: None,
+            source: None,
+        }
     }
 
     /// A 400 with one sentence naming the first problem found.
     pub fn bad_request(sentence: impl Into<Cow<'static, str>>) -> Self {
-        Self { message: sentence.into(), ..Self::code(StatusCode::BAD_REQUEST, "") }
+        Self {
+            message: sentence.into(),
+            ..Self::code(StatusCode::BAD_REQUEST, "")
+        }
     }
 
     /// A 429; the wait is rounded up to whole seconds by the caller's `Duration`.
     pub fn too_many(code: &'static str, retry_after: std::time::Duration) -> Self {
         let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-        Self { retry_after: Some(secs.max(1)), ..Self::code(StatusCode::TOO_MANY_REQUESTS, code) }
+        Self {
+            retry_after: Some(secs.max(1)),
+            ..Self::code(StatusCode::TOO_MANY_REQUESTS, code)
+        }
     }
 
     /// A 500 whose cause goes to the log (with the request id of the current span), never to
     /// the client.
     pub fn internal(source: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
-        Self { source: Some(source.into()), ..Self::code(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_SERVER_ERROR") }
+        Self {
+            source: Some(source.into()),
+            ..Self::code(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_SERVER_ERROR")
+        }
     }
 
     /// A 500 with a stable code of the contract (`UNABLE_TO_FIND_MAIL_TEMPLATE`), cause logged.
-    pub fn internal_code(code: &'static str, source: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
-        Self { source: Some(source.into()), ..Self::code(StatusCode::INTERNAL_SERVER_ERROR, code) }
+    pub fn internal_code(
+        code: &'static str,
+        source: impl Into<Box<dyn StdError + Send + Sync>>,
+    ) -> Self {
+        Self {
+            source: Some(source.into()),
+            ..Self::code(StatusCode::INTERNAL_SERVER_ERROR, code)
+        }
     }
 
     pub fn not_found() -> Self {
@@ -107,7 +128,10 @@ impl ApiError {
     }
 
     pub fn method_not_allowed(allow: &'static str) -> Self {
-        Self { allow: Some(allow), ..Self::code(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED") }
+        Self {
+            allow: Some(allow),
+            ..Self::code(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED")
+        }
     }
 
     pub fn status(&self) -> StatusCode {
@@ -172,7 +196,11 @@ impl ResponseError for ApiError {
 }
 
 /// Builds an error response in the contract's shape, with `Retry-After` on 429s.
-pub(crate) fn contract_response(status: StatusCode, body: &ErrorBody, allow: Option<&'static str>) -> HttpResponse {
+pub(crate) fn contract_response(
+    status: StatusCode,
+    body: &ErrorBody,
+    allow: Option<&'static str>,
+) -> HttpResponse {
     let mut res = HttpResponse::build(status);
     if let Some(secs) = body.retry_after {
         res.insert_header((header::RETRY_AFTER, secs));
@@ -181,7 +209,10 @@ pub(crate) fn contract_response(status: StatusCode, body: &ErrorBody, allow: Opt
         res.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
     }
     res.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
-    res.insert_header((header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8")));
+    res.insert_header((
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    ));
     // Serialising this plain struct cannot fail; an empty object would still be JSON.
     let mut res = res.body(serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec()));
     res.extensions_mut().insert(ContractBody);
@@ -193,7 +224,10 @@ impl From<authd_store::StoreError> for ApiError {
         match e {
             authd_store::StoreError::Pool(_) => {
                 // The database is away: the client may retry, and the operator sees the cause.
-                Self { source: Some(Box::new(e)), ..Self::code(StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE") }
+                Self {
+                    source: Some(Box::new(e)),
+                    ..Self::code(StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE")
+                }
             }
             other => Self::internal(other),
         }

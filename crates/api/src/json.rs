@@ -23,11 +23,20 @@ pub struct BodyLimit(pub usize);
 pub struct JsonBody<T>(pub T);
 
 fn is_json(headers: &HeaderMap) -> bool {
-    let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+    let Some(ct) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
         return false;
     };
-    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
@@ -35,7 +44,9 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = req.app_data::<web::Data<BodyLimit>>().map_or(16 * 1024, |l| l.0);
+        let limit = req
+            .app_data::<web::Data<BodyLimit>>()
+            .map_or(16 * 1024, |l| l.0);
         let json = is_json(req.headers());
         let declared = req
             .headers()
@@ -45,16 +56,25 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
         let mut payload = payload.take();
         Box::pin(async move {
             if declared.is_some_and(|n| n > limit) {
-                return Err(ApiError::code(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"));
+                return Err(ApiError::code(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "PAYLOAD_TOO_LARGE",
+                ));
             }
             if !json {
-                return Err(ApiError::code(StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE"));
+                return Err(ApiError::code(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "UNSUPPORTED_MEDIA_TYPE",
+                ));
             }
             let mut body = web::BytesMut::new();
             while let Some(chunk) = payload.next().await {
                 let chunk = chunk.map_err(|_| ApiError::bad_request("body could not be read"))?;
                 if body.len() + chunk.len() > limit {
-                    return Err(ApiError::code(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"));
+                    return Err(ApiError::code(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "PAYLOAD_TOO_LARGE",
+                    ));
                 }
                 body.extend_from_slice(&chunk);
             }
@@ -65,28 +85,42 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
 
 /// Parses a body, turning serde's messages into one sentence that names the field.
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
+    // Every body of the contract is an object; serde would also accept an array for a struct.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(ApiError::bad_request("body must be a JSON object"));
     }
     let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         ApiError::bad_request(sentence(&path, &inner))
-    })
+    })?;
+    de.end()
+        .map_err(|e| ApiError::bad_request(sentence(".", &e)))?;
+    Ok(value)
 }
 
 fn sentence(path: &str, e: &serde_json::Error) -> String {
     use serde_json::error::Category;
     let msg = e.to_string();
     // serde appends " at line L column C"; the field path says more.
-    let msg = msg.rsplit_once(" at line ").map_or(msg.as_str(), |(m, _)| m).to_owned();
-    let field = if path == "." || path.is_empty() { "body".to_owned() } else { format!("body/{}", path.replace('.', "/")) };
+    let msg = msg
+        .rsplit_once(" at line ")
+        .map_or(msg.as_str(), |(m, _)| m)
+        .to_owned();
+    let field = if path == "." || path.is_empty() {
+        "body".to_owned()
+    } else {
+        format!("body/{}", path.replace('.', "/"))
+    };
     match e.classify() {
         Category::Syntax | Category::Eof => format!("body is not valid JSON: {msg}"),
         Category::Io => "body could not be read".to_owned(),
         Category::Data => {
-            if let Some(name) = msg.strip_prefix("missing field `").and_then(|r| r.strip_suffix('`')) {
+            if let Some(name) = msg
+                .strip_prefix("missing field `")
+                .and_then(|r| r.strip_suffix('`'))
+            {
                 format!("{field} must have required property '{name}'")
             } else if let Some(rest) = msg.strip_prefix("invalid type: ") {
                 format!("{field} has the wrong type: {rest}")
@@ -115,20 +149,28 @@ mod tests {
     }
 
     fn msg(body: &str) -> String {
-        parse::<Body>(body.as_bytes()).unwrap_err().message().to_owned()
+        parse::<Body>(body.as_bytes())
+            .unwrap_err()
+            .message()
+            .to_owned()
     }
 
     #[test]
     fn sentences_name_the_field_at_fault() {
         assert_eq!(msg("{}"), "body must have required property 'email'");
-        assert_eq!(msg(r#"{"email": 5}"#), "body/email has the wrong type: integer `5`, expected a string");
+        assert_eq!(
+            msg(r#"{"email": 5}"#),
+            "body/email has the wrong type: integer `5`, expected a string"
+        );
         assert_eq!(
             msg(r#"{"email": "a", "nested": {"count": "x"}}"#),
             "body/nested/count has the wrong type: string \"x\", expected u32"
         );
-        assert_eq!(msg("[]"), "body has the wrong type: sequence, expected struct Body");
+        assert_eq!(msg("[]"), "body must be a JSON object");
+        assert_eq!(msg("null"), "body must be a JSON object");
         assert!(msg("{\"email\": ").starts_with("body is not valid JSON"));
         assert!(msg("{nope}").starts_with("body is not valid JSON"));
+        assert!(msg(r#"{"email": "a"} trailing"#).starts_with("body is not valid JSON"));
         assert_eq!(msg(""), "body must be a JSON object");
     }
 }

@@ -30,7 +30,10 @@ pub struct AppState {
 pub fn json_ok<T: Serialize>(body: &T) -> HttpResponse {
     match serde_json::to_vec(body) {
         Ok(bytes) => HttpResponse::Ok()
-            .insert_header((header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8")))
+            .insert_header((
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json; charset=utf-8"),
+            ))
             .body(bytes),
         Err(e) => actix_web::ResponseError::error_response(&ApiError::internal(e)),
     }
@@ -39,9 +42,13 @@ pub fn json_ok<T: Serialize>(body: &T) -> HttpResponse {
 /// Registers the public API, the OpenAPI document and the docs page on an app.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     routes::configure(cfg);
-    cfg.service(routes::resource("/docs", "GET").route(web::get().to(|| async {
-        HttpResponse::Found().insert_header((header::LOCATION, "/docs/")).finish()
-    })));
+    cfg.service(
+        routes::resource("/docs", "GET").route(web::get().to(|| async {
+            HttpResponse::Found()
+                .insert_header((header::LOCATION, "/docs/"))
+                .finish()
+        })),
+    );
     cfg.service(
         utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi::document()),
     );

@@ -11,7 +11,11 @@ use authd_store::{users, StoreError};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "authd", version, about = "Password reset, two-factor authentication, login and tokens.")]
+#[command(
+    name = "authd",
+    version,
+    about = "Password reset, two-factor authentication, login and tokens."
+)]
 pub struct Cli {
     /// A configuration file layered over config/default.toml and config/$AUTHD_ENV.toml.
     #[arg(long, global = true, value_name = "FILE")]
@@ -72,7 +76,11 @@ pub enum ConfigCommand {
 
 impl Cli {
     pub fn load_settings(&self) -> anyhow::Result<Loaded> {
-        Ok(Sources { file: self.config.clone(), ..Sources::default() }.load()?)
+        Ok(Sources {
+            file: self.config.clone(),
+            ..Sources::default()
+        }
+        .load()?)
     }
 }
 
@@ -90,10 +98,13 @@ fn read_password(file: Option<&PathBuf>) -> anyhow::Result<Password> {
     let mut raw = String::new();
     match file {
         Some(path) => {
-            raw = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            raw = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
         }
         None => {
-            std::io::stdin().read_to_string(&mut raw).context("cannot read the password from stdin")?;
+            std::io::stdin()
+                .read_to_string(&mut raw)
+                .context("cannot read the password from stdin")?;
         }
     }
     let first = raw.lines().next().unwrap_or("");
@@ -117,12 +128,17 @@ pub fn run_user(settings: &Settings, cmd: &UserCommand) -> anyhow::Result<String
             let hash = PasswordHash::create(&password, &argon2(settings)?)?;
             match users::create(&mut conn, &email, Some(&hash)) {
                 Ok(user) => Ok(format!("created user {} <{}>", user.id, user.email)),
-                Err(StoreError::Duplicate) => bail!("a user with the email {} already exists", email.as_str()),
+                Err(StoreError::Duplicate) => {
+                    bail!("a user with the email {} already exists", email.as_str())
+                }
                 Err(e) => Err(e.into()),
             }
         }
         UserCommand::List => {
-            let mut out = format!("{:>8}  {:<40}  {:<8}  {}\n", "ID", "EMAIL", "STATUS", "CREATED (UTC)");
+            let mut out = format!(
+                "{:>8}  {:<40}  {:<8}  {}\n",
+                "ID", "EMAIL", "STATUS", "CREATED (UTC)"
+            );
             for u in users::list(&mut conn)? {
                 out.push_str(&format!(
                     "{:>8}  {:<40}  {:<8}  {}\n",
@@ -140,7 +156,11 @@ pub fn run_user(settings: &Settings, cmd: &UserCommand) -> anyhow::Result<String
             if !users::set_disabled(&mut conn, &email, disable)? {
                 bail!("no user has the email {}", email.as_str());
             }
-            Ok(format!("{} {}", if disable { "disabled" } else { "enabled" }, email.as_str()))
+            Ok(format!(
+                "{} {}",
+                if disable { "disabled" } else { "enabled" },
+                email.as_str()
+            ))
         }
         UserCommand::SetPassword(args) => {
             let email = email(&args.email)?;
@@ -161,6 +181,10 @@ pub fn config_summary(loaded: &Loaded) -> String {
         loaded.environment.name(),
         s.database_url().backend_name(),
         s.http.bind,
-        if s.metrics.enabled { s.metrics.bind.as_str() } else { "disabled" },
+        if s.metrics.enabled {
+            s.metrics.bind.as_str()
+        } else {
+            "disabled"
+        },
     )
 }

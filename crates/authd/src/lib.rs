@@ -14,6 +14,7 @@ use authd_store::{Store, StoreOptions};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 pub mod cli;
+pub mod entry;
 
 /// A built, bound, not yet running authd: the public API server and, when enabled, the
 /// metrics server.
@@ -31,7 +32,12 @@ pub async fn open_store(settings: &Settings, migrate: bool) -> anyhow::Result<St
         let s = store.clone();
         let applied = tokio::task::spawn_blocking(move || s.migrate())
             .await?
-            .with_context(|| format!("cannot prepare the {} database", settings.database_url().backend_name()))?;
+            .with_context(|| {
+                format!(
+                    "cannot prepare the {} database",
+                    settings.database_url().backend_name()
+                )
+            })?;
         if !applied.is_empty() {
             tracing::info!(count = applied.len(), "applied database migrations");
         }
@@ -41,7 +47,10 @@ pub async fn open_store(settings: &Settings, migrate: bool) -> anyhow::Result<St
 
 impl std::fmt::Debug for Application {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Application").field("port", &self.port).field("metrics_port", &self.metrics_port).finish()
+        f.debug_struct("Application")
+            .field("port", &self.port)
+            .field("metrics_port", &self.metrics_port)
+            .finish()
     }
 }
 
@@ -74,19 +83,24 @@ impl Application {
                 }))
                 .wrap(from_fn(authd_api::middleware::observe))
                 .configure(authd_api::configure)
-                .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::not_found()) }))
+                .default_service(web::to(|| async {
+                    Err::<HttpResponse, _>(ApiError::not_found())
+                }))
         })
         .shutdown_timeout(settings.http.shutdown_timeout_secs)
         .keep_alive(Duration::from_secs(settings.http.keep_alive_secs))
-        .client_request_timeout(Duration::from_millis(settings.http.client_request_timeout_ms));
+        .client_request_timeout(Duration::from_millis(
+            settings.http.client_request_timeout_ms,
+        ));
         if settings.http.workers > 0 {
             server = server.workers(settings.http.workers);
         }
         let server = server.listen(listener)?.run();
 
         let (metrics_port, metrics_server) = if settings.metrics.enabled {
-            let listener = TcpListener::bind(&settings.metrics.bind)
-                .with_context(|| format!("cannot listen on metrics.bind = {}", settings.metrics.bind))?;
+            let listener = TcpListener::bind(&settings.metrics.bind).with_context(|| {
+                format!("cannot listen on metrics.bind = {}", settings.metrics.bind)
+            })?;
             let port = listener.local_addr()?.port();
             let data = web::Data::new(MetricsState { prometheus, store });
             let srv = HttpServer::new(move || {
@@ -94,7 +108,9 @@ impl Application {
                     .app_data(data.clone())
                     .wrap(from_fn(authd_api::middleware::observe))
                     .service(web::resource("/metrics").route(web::get().to(metrics)))
-                    .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::not_found()) }))
+                    .default_service(web::to(|| async {
+                        Err::<HttpResponse, _>(ApiError::not_found())
+                    }))
             })
             .workers(1)
             .disable_signals()
@@ -106,7 +122,12 @@ impl Application {
             (None, None)
         };
 
-        Ok(Self { port, metrics_port, server, metrics_server })
+        Ok(Self {
+            port,
+            metrics_port,
+            server,
+            metrics_server,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -140,7 +161,8 @@ struct MetricsState {
 
 async fn metrics(data: web::Data<MetricsState>) -> HttpResponse {
     let pool = data.store.pool_state();
-    metrics::gauge!(authd_telemetry::names::DB_POOL_CONNECTIONS, "state" => "idle").set(f64::from(pool.idle));
+    metrics::gauge!(authd_telemetry::names::DB_POOL_CONNECTIONS, "state" => "idle")
+        .set(f64::from(pool.idle));
     metrics::gauge!(authd_telemetry::names::DB_POOL_CONNECTIONS, "state" => "in_use")
         .set(f64::from(pool.connections - pool.idle));
     HttpResponse::Ok()

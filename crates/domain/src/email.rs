@@ -29,8 +29,8 @@ impl Email {
         let opts = email_address::Options::default()
             .without_display_text()
             .without_domain_literal();
-        let parsed =
-            email_address::EmailAddress::parse_with_options(raw, opts).map_err(|_| EmailError::Invalid)?;
+        let parsed = email_address::EmailAddress::parse_with_options(raw, opts)
+            .map_err(|_| EmailError::Invalid)?;
         let domain = parsed.domain();
         // A bare host ("user@localhost") cannot receive mail from the internet; require a dot
         // and no empty labels.
@@ -95,8 +95,17 @@ mod tests {
     #[test]
     fn refuses_malformed_addresses() {
         for bad in [
-            "", "plain", "@example.com", "a@", "a@@b.com", "a b@c.com", "a@localhost",
-            "Ann <ann@example.com>", " a@b.com", "a@b..com", "a@[127.0.0.1]",
+            "",
+            "plain",
+            "@example.com",
+            "a@",
+            "a@@b.com",
+            "a b@c.com",
+            "a@localhost",
+            "Ann <ann@example.com>",
+            " a@b.com",
+            "a@b..com",
+            "a@[127.0.0.1]",
         ] {
             assert_eq!(Email::parse(bad), Err(EmailError::Invalid), "{bad:?}");
         }

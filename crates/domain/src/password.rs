@@ -6,7 +6,9 @@
 use std::fmt;
 
 use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash as PhcHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{
+    PasswordHash as PhcHash, PasswordHasher, PasswordVerifier, SaltString,
+};
 use argon2::{Algorithm, Argon2, Params, Version};
 
 pub const MIN_PASSWORD_LEN: usize = 8;
@@ -76,7 +78,11 @@ pub struct Argon2Params {
 
 impl Default for Argon2Params {
     fn default() -> Self {
-        Self { memory_kib: 19_456, iterations: 2, parallelism: 1 }
+        Self {
+            memory_kib: 19_456,
+            iterations: 2,
+            parallelism: 1,
+        }
     }
 }
 
@@ -145,7 +151,8 @@ impl PasswordHash {
     /// Checks a candidate (not policy-checked: old passwords may predate the policy).
     /// The comparison inside argon2 is constant-time. CPU-heavy: call from a blocking pool.
     pub fn verify(&self, candidate: &str) -> Result<bool, PasswordHashError> {
-        let parsed = PhcHash::new(&self.0).map_err(|e| PasswordHashError::Malformed(e.to_string()))?;
+        let parsed =
+            PhcHash::new(&self.0).map_err(|e| PasswordHashError::Malformed(e.to_string()))?;
         // The parameters come from the stored hash itself, so hashes made with older
         // settings keep verifying.
         match Argon2::default().verify_password(candidate.as_bytes(), &parsed) {
@@ -158,11 +165,15 @@ impl PasswordHash {
     /// True when the stored hash is weaker than (or not made with) the configured parameters,
     /// so it should be replaced after the next successful verification.
     pub fn needs_rehash(&self, params: &Argon2Params) -> bool {
-        let Ok(parsed) = PhcHash::new(&self.0) else { return true };
+        let Ok(parsed) = PhcHash::new(&self.0) else {
+            return true;
+        };
         if parsed.algorithm.as_str() != "argon2id" {
             return true;
         }
-        let Ok(stored) = Params::try_from(&parsed) else { return true };
+        let Ok(stored) = Params::try_from(&parsed) else {
+            return true;
+        };
         stored.m_cost() < params.memory_kib
             || stored.t_cost() < params.iterations
             || stored.p_cost() < params.parallelism
@@ -195,7 +206,10 @@ mod tests {
     fn length_counts_characters_not_bytes() {
         // 8 characters, 11 bytes.
         assert!(Password::parse("Ääbcde1x").is_ok());
-        assert_eq!(Password::parse("Ääbc1é").unwrap_err(), PasswordPolicyError::TooShort);
+        assert_eq!(
+            Password::parse("Ääbc1é").unwrap_err(),
+            PasswordPolicyError::TooShort
+        );
     }
 
     #[test]
@@ -208,19 +222,32 @@ mod tests {
 
     #[test]
     fn hash_verifies_the_right_password_only_and_knows_its_strength() {
-        let params = Argon2Params { memory_kib: 19_456, iterations: 1, parallelism: 1 };
+        let params = Argon2Params {
+            memory_kib: 19_456,
+            iterations: 1,
+            parallelism: 1,
+        };
         let pw = Password::parse("Correct1horse").unwrap();
         let hash = PasswordHash::create(&pw, &params).unwrap();
         assert!(hash.as_str().starts_with("$argon2id$"));
         assert!(hash.verify("Correct1horse").unwrap());
         assert!(!hash.verify("Correct1hors").unwrap());
         assert!(!hash.needs_rehash(&params));
-        assert!(hash.needs_rehash(&Argon2Params { iterations: 2, ..params }));
+        assert!(hash.needs_rehash(&Argon2Params {
+            iterations: 2,
+            ..params
+        }));
     }
 
     #[test]
     fn weak_parameters_are_refused() {
-        assert!(Argon2Params { memory_kib: 1024, iterations: 2, parallelism: 1 }.validate().is_err());
+        assert!(Argon2Params {
+            memory_kib: 1024,
+            iterations: 2,
+            parallelism: 1
+        }
+        .validate()
+        .is_err());
         assert!(Argon2Params::default().validate().is_ok());
     }
 

@@ -123,7 +123,11 @@ pub enum SettingsError {
     #[error("configuration: the file given with --config does not exist: {0}")]
     MissingFile(PathBuf),
     #[error("configuration: cannot read {key} from {path}: {source}")]
-    SecretFile { key: String, path: PathBuf, source: std::io::Error },
+    SecretFile {
+        key: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("configuration: {key} and {key}_file are both set; give one of them")]
     SecretTwice { key: String },
     #[error("configuration: invalid value for {key}: {reason}")]
@@ -165,9 +169,15 @@ impl Sources {
     /// Loads every layer, resolves `*_file` secrets and validates the result.
     pub fn load(&self) -> Result<Loaded, SettingsError> {
         let environment = Environment::from_name(self.env_value(ENV_VAR).as_deref());
-        let dir = self.config_dir.clone().unwrap_or_else(|| PathBuf::from("config"));
+        let dir = self
+            .config_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("config"));
         let mut builder = config::Config::builder()
-            .add_source(config::File::from_str(DEFAULT_TOML, config::FileFormat::Toml))
+            .add_source(config::File::from_str(
+                DEFAULT_TOML,
+                config::FileFormat::Toml,
+            ))
             .add_source(
                 config::File::from(dir.join(format!("{}.toml", environment.name())))
                     .format(config::FileFormat::Toml)
@@ -177,7 +187,8 @@ impl Sources {
             if !file.exists() {
                 return Err(SettingsError::MissingFile(file.clone()));
             }
-            builder = builder.add_source(config::File::from(file.as_path()).format(config::FileFormat::Toml));
+            builder = builder
+                .add_source(config::File::from(file.as_path()).format(config::FileFormat::Toml));
         }
         let mut env_source = config::Environment::with_prefix("AUTHD")
             .prefix_separator("__")
@@ -190,18 +201,24 @@ impl Sources {
         let mut settings: Settings = raw.try_deserialize()?;
         settings.resolve_files()?;
         settings.validate(&environment)?;
-        Ok(Loaded { environment, settings })
+        Ok(Loaded {
+            environment,
+            settings,
+        })
     }
 }
 
 fn read_secret_file(key: &str, path: &str) -> Result<SecretString, SettingsError> {
-    let text = std::fs::read_to_string(Path::new(path)).map_err(|source| SettingsError::SecretFile {
-        key: key.to_owned(),
-        path: PathBuf::from(path),
-        source,
-    })?;
+    let text =
+        std::fs::read_to_string(Path::new(path)).map_err(|source| SettingsError::SecretFile {
+            key: key.to_owned(),
+            path: PathBuf::from(path),
+            source,
+        })?;
     // A trailing newline from `echo > file` is never part of a secret.
-    Ok(SecretString::from(text.trim_end_matches(['\n', '\r']).to_owned()))
+    Ok(SecretString::from(
+        text.trim_end_matches(['\n', '\r']).to_owned(),
+    ))
 }
 
 /// Folds a `<key>_file` into `<key>`; both set is an error, because which one wins would
@@ -211,7 +228,9 @@ fn fold_file(key: &str, inline: &mut SecretString, file: &str) -> Result<(), Set
         return Ok(());
     }
     if !inline.expose_secret().is_empty() {
-        return Err(SettingsError::SecretTwice { key: key.to_owned() });
+        return Err(SettingsError::SecretTwice {
+            key: key.to_owned(),
+        });
     }
     *inline = read_secret_file(&format!("{key}_file"), file)?;
     Ok(())
@@ -223,13 +242,24 @@ impl Settings {
         fold_file("database.url", &mut db.url, &db.url_file.clone())?;
         let s = &mut self.secrets;
         fold_file("secrets.otp_key", &mut s.otp_key, &s.otp_key_file.clone())?;
-        fold_file("secrets.totp_key", &mut s.totp_key, &s.totp_key_file.clone())?;
-        fold_file("secrets.signing_key", &mut s.signing_key, &s.signing_key_file.clone())?;
+        fold_file(
+            "secrets.totp_key",
+            &mut s.totp_key,
+            &s.totp_key_file.clone(),
+        )?;
+        fold_file(
+            "secrets.signing_key",
+            &mut s.signing_key,
+            &s.signing_key_file.clone(),
+        )?;
         Ok(())
     }
 
     fn validate(&self, environment: &Environment) -> Result<(), SettingsError> {
-        let invalid = |key: &str, reason: &str| SettingsError::Invalid { key: key.into(), reason: reason.into() };
+        let invalid = |key: &str, reason: &str| SettingsError::Invalid {
+            key: key.into(),
+            reason: reason.into(),
+        };
         DatabaseUrl::parse(self.database.url.expose_secret())
             .map_err(|reason| invalid("database.url", &reason))?;
         if self.database.pool_max_size == 0 {
@@ -238,7 +268,10 @@ impl Settings {
         if self.http.body_limit_bytes == 0 {
             return Err(invalid("http.body_limit_bytes", "must be at least 1"));
         }
-        for (key, addr) in [("http.bind", &self.http.bind), ("metrics.bind", &self.metrics.bind)] {
+        for (key, addr) in [
+            ("http.bind", &self.http.bind),
+            ("metrics.bind", &self.metrics.bind),
+        ] {
             if addr.parse::<std::net::SocketAddr>().is_err() {
                 return Err(invalid(key, "must be IP:PORT, e.g. 127.0.0.1:8080"));
             }
@@ -262,7 +295,8 @@ impl Settings {
 
     pub fn database_url(&self) -> DatabaseUrl {
         // Validated in `load`.
-        DatabaseUrl::parse(self.database.url.expose_secret()).unwrap_or(DatabaseUrl::Sqlite(PathBuf::from(":memory:")))
+        DatabaseUrl::parse(self.database.url.expose_secret())
+            .unwrap_or(DatabaseUrl::Sqlite(PathBuf::from(":memory:")))
     }
 
     pub fn shutdown_timeout(&self) -> Duration {

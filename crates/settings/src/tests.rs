@@ -8,7 +8,11 @@ fn sources(env: &[(&str, &str)], file: Option<&Path>, dir: &Path) -> Sources {
     Sources {
         config_dir: Some(dir.to_path_buf()),
         file: file.map(Path::to_path_buf),
-        env: Some(env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<HashMap<_, _>>()),
+        env: Some(
+            env.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<HashMap<_, _>>(),
+        ),
     }
 }
 
@@ -24,7 +28,10 @@ fn the_defaults_file_alone_loads_and_runs_on_embedded_defaults() {
     let s = loaded.settings;
     assert_eq!(s.http.bind, "127.0.0.1:8080");
     assert_eq!(s.metrics.bind, "127.0.0.1:9464");
-    assert_eq!(s.database_url(), DatabaseUrl::Sqlite(PathBuf::from("./var/authd.db")));
+    assert_eq!(
+        s.database_url(),
+        DatabaseUrl::Sqlite(PathBuf::from("./var/authd.db"))
+    );
     assert_eq!(s.http.body_limit_bytes, 16 * 1024);
 }
 
@@ -46,7 +53,10 @@ fn every_setting_in_code_is_in_default_toml_with_a_comment() {
                 .build()
                 .unwrap()
                 .try_deserialize::<Settings>();
-            assert!(result.is_err(), "{section}.{key} has a default in code; it must live in config/default.toml");
+            assert!(
+                result.is_err(),
+                "{section}.{key} has a default in code; it must live in config/default.toml"
+            );
         }
     }
     assert!(keys > 20, "found only {keys} keys");
@@ -59,7 +69,11 @@ fn every_setting_in_code_is_in_default_toml_with_a_comment() {
             continue;
         }
         let above = if i == 0 { "" } else { lines[i - 1].trim() };
-        assert!(above.starts_with('#'), "config/default.toml line {}: `{t}` has no comment above it", i + 1);
+        assert!(
+            above.starts_with('#'),
+            "config/default.toml line {}: `{t}` has no comment above it",
+            i + 1
+        );
     }
 }
 
@@ -68,10 +82,14 @@ fn environment_variables_win_over_the_config_file() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("extra.toml");
     std::fs::write(&file, "[http]\nbind = \"127.0.0.1:9000\"\nworkers = 3\n").unwrap();
-    let s = sources(&[("AUTHD__HTTP__BIND", "127.0.0.1:9001")], Some(&file), dir.path())
-        .load()
-        .unwrap()
-        .settings;
+    let s = sources(
+        &[("AUTHD__HTTP__BIND", "127.0.0.1:9001")],
+        Some(&file),
+        dir.path(),
+    )
+    .load()
+    .unwrap()
+    .settings;
     assert_eq!(s.http.bind, "127.0.0.1:9001");
     assert_eq!(s.http.workers, 3, "the file still overrides the defaults");
 }
@@ -79,10 +97,16 @@ fn environment_variables_win_over_the_config_file() {
 #[test]
 fn the_environment_file_sits_between_defaults_and_the_config_file() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("staging.toml"), "[http]\nworkers = 5\nkeep_alive_secs = 9\n").unwrap();
+    std::fs::write(
+        dir.path().join("staging.toml"),
+        "[http]\nworkers = 5\nkeep_alive_secs = 9\n",
+    )
+    .unwrap();
     let file = dir.path().join("extra.toml");
     std::fs::write(&file, "[http]\nworkers = 7\n").unwrap();
-    let loaded = sources(&[("AUTHD_ENV", "staging")], Some(&file), dir.path()).load().unwrap();
+    let loaded = sources(&[("AUTHD_ENV", "staging")], Some(&file), dir.path())
+        .load()
+        .unwrap();
     assert_eq!(loaded.environment, Environment::Other("staging".into()));
     assert_eq!(loaded.settings.http.keep_alive_secs, 9);
     assert_eq!(loaded.settings.http.workers, 7);
@@ -96,7 +120,11 @@ fn an_unknown_key_is_refused_and_named() {
     let msg = err_text(&sources(&[], Some(&file), dir.path()));
     assert!(msg.contains("bindd"), "{msg}");
 
-    let msg = err_text(&sources(&[("AUTHD__DATABASE__PASSWORD", "x")], None, dir.path()));
+    let msg = err_text(&sources(
+        &[("AUTHD__DATABASE__PASSWORD", "x")],
+        None,
+        dir.path(),
+    ));
     assert!(msg.contains("password"), "{msg}");
 
     std::fs::write(&file, "[nonsense]\nx = 1\n").unwrap();
@@ -112,13 +140,23 @@ fn production_without_secrets_is_refused_with_the_missing_keys_named() {
         assert!(msg.contains(key), "{msg}");
     }
     let key_file = dir.path().join("signing.pem");
-    std::fs::write(&key_file, "-----BEGIN PRIVATE KEY-----\nabc\n-----END PRIVATE KEY-----\n").unwrap();
+    std::fs::write(
+        &key_file,
+        "-----BEGIN PRIVATE KEY-----\nabc\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
     let key_path = key_file.to_str().unwrap();
     let loaded = sources(
         &[
             ("AUTHD_ENV", "production"),
-            ("AUTHD__SECRETS__OTP_KEY", "0123456789abcdef0123456789abcdef"),
-            ("AUTHD__SECRETS__TOTP_KEY", "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"),
+            (
+                "AUTHD__SECRETS__OTP_KEY",
+                "0123456789abcdef0123456789abcdef",
+            ),
+            (
+                "AUTHD__SECRETS__TOTP_KEY",
+                "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+            ),
             ("AUTHD__SECRETS__SIGNING_KEY_FILE", key_path),
         ],
         None,
@@ -126,19 +164,34 @@ fn production_without_secrets_is_refused_with_the_missing_keys_named() {
     )
     .load()
     .unwrap();
-    assert!(loaded.settings.secrets.signing_key.expose_secret().ends_with("-----END PRIVATE KEY-----"));
+    assert!(loaded
+        .settings
+        .secrets
+        .signing_key
+        .expose_secret()
+        .ends_with("-----END PRIVATE KEY-----"));
 }
 
 #[test]
 fn a_secret_given_twice_or_from_a_missing_file_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let msg = err_text(&sources(
-        &[("AUTHD__SECRETS__OTP_KEY", "x"), ("AUTHD__SECRETS__OTP_KEY_FILE", "/nonexistent")],
+        &[
+            ("AUTHD__SECRETS__OTP_KEY", "x"),
+            ("AUTHD__SECRETS__OTP_KEY_FILE", "/nonexistent"),
+        ],
         None,
         dir.path(),
     ));
-    assert!(msg.contains("secrets.otp_key and secrets.otp_key_file are both set"), "{msg}");
-    let msg = err_text(&sources(&[("AUTHD__SECRETS__OTP_KEY_FILE", "/nonexistent/key")], None, dir.path()));
+    assert!(
+        msg.contains("secrets.otp_key and secrets.otp_key_file are both set"),
+        "{msg}"
+    );
+    let msg = err_text(&sources(
+        &[("AUTHD__SECRETS__OTP_KEY_FILE", "/nonexistent/key")],
+        None,
+        dir.path(),
+    ));
     assert!(msg.contains("/nonexistent/key"), "{msg}");
 }
 
@@ -147,7 +200,10 @@ fn debug_output_never_contains_secrets() {
     let dir = tempfile::tempdir().unwrap();
     let s = sources(
         &[
-            ("AUTHD__SECRETS__OTP_KEY", "very-secret-otp-key-material-123"),
+            (
+                "AUTHD__SECRETS__OTP_KEY",
+                "very-secret-otp-key-material-123",
+            ),
             ("AUTHD__DATABASE__URL", "postgres://u:hunter2@db/authd"),
         ],
         None,
@@ -163,10 +219,22 @@ fn debug_output_never_contains_secrets() {
 #[test]
 fn a_bad_database_url_or_address_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let msg = err_text(&sources(&[("AUTHD__DATABASE__URL", "mysql://x")], None, dir.path()));
+    let msg = err_text(&sources(
+        &[("AUTHD__DATABASE__URL", "mysql://x")],
+        None,
+        dir.path(),
+    ));
     assert!(msg.contains("database.url"), "{msg}");
-    let msg = err_text(&sources(&[("AUTHD__HTTP__BIND", "localhost")], None, dir.path()));
+    let msg = err_text(&sources(
+        &[("AUTHD__HTTP__BIND", "localhost")],
+        None,
+        dir.path(),
+    ));
     assert!(msg.contains("http.bind"), "{msg}");
-    let msg = err_text(&sources(&[("AUTHD__HTTP__WORKERS", "many")], None, dir.path()));
+    let msg = err_text(&sources(
+        &[("AUTHD__HTTP__WORKERS", "many")],
+        None,
+        dir.path(),
+    ));
     assert!(msg.contains("workers"), "{msg}");
 }

@@ -46,7 +46,10 @@ impl AnyConnection {
 
     /// Opens a SQLite file (creating its folder) in WAL mode with a busy timeout, so readers
     /// never block the writer and concurrent writers wait instead of failing.
-    pub(crate) fn open_sqlite(path: &Path, busy_timeout: Duration) -> Result<Self, diesel::r2d2::Error> {
+    pub(crate) fn open_sqlite(
+        path: &Path,
+        busy_timeout: Duration,
+    ) -> Result<Self, diesel::r2d2::Error> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
                 diesel::r2d2::Error::ConnectionError(ConnectionError::BadConnection(format!(
@@ -56,7 +59,8 @@ impl AnyConnection {
             })?;
         }
         let path = path.to_string_lossy();
-        let mut conn = SqliteConnection::establish(&path).map_err(diesel::r2d2::Error::ConnectionError)?;
+        let mut conn =
+            SqliteConnection::establish(&path).map_err(diesel::r2d2::Error::ConnectionError)?;
         conn.batch_execute(&format!(
             "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
              PRAGMA foreign_keys = ON;",

@@ -47,7 +47,8 @@ impl ManageConnection for Manager {
     }
 
     fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), r2d2::Error> {
-        conn.batch_execute("SELECT 1").map_err(r2d2::Error::QueryError)
+        conn.batch_execute("SELECT 1")
+            .map_err(r2d2::Error::QueryError)
     }
 
     fn has_broken(&self, conn: &mut AnyConnection) -> bool {
@@ -70,7 +71,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("backend", &self.backend).finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
     }
 }
 
@@ -87,14 +90,20 @@ impl Store {
             .min_idle(Some(1))
             .connection_timeout(opts.connect_timeout)
             .test_on_check_out(false)
-            .build_unchecked(Manager { url: opts.url.clone(), busy_timeout: opts.sqlite_busy_timeout });
+            .build_unchecked(Manager {
+                url: opts.url.clone(),
+                busy_timeout: opts.sqlite_busy_timeout,
+            });
         Self { pool, backend }
     }
 
     /// Connections open and idle right now, for the pool gauge.
     pub fn pool_state(&self) -> PoolState {
         let st = self.pool.state();
-        PoolState { connections: st.connections, idle: st.idle_connections }
+        PoolState {
+            connections: st.connections,
+            idle: st.idle_connections,
+        }
     }
 
     pub fn backend(&self) -> Backend {

@@ -35,7 +35,11 @@ fn now() -> NaiveDateTime {
 }
 
 /// Creates an account. `Duplicate` when the address is taken (the unique index decides).
-pub fn create(conn: &mut AnyConnection, email: &Email, hash: Option<&PasswordHash>) -> Result<User, StoreError> {
+pub fn create(
+    conn: &mut AnyConnection,
+    email: &Email,
+    hash: Option<&PasswordHash>,
+) -> Result<User, StoreError> {
     conn.transaction(|conn| {
         let at = now();
         diesel::insert_into(users::table)
@@ -63,24 +67,42 @@ pub fn find_by_email(conn: &mut AnyConnection, email: &Email) -> Result<Option<U
 }
 
 pub fn find_by_id(conn: &mut AnyConnection, id: i64) -> Result<Option<User>, StoreError> {
-    Ok(users::table.find(id).select(User::as_select()).first(conn).optional()?)
+    Ok(users::table
+        .find(id)
+        .select(User::as_select())
+        .first(conn)
+        .optional()?)
 }
 
 pub fn list(conn: &mut AnyConnection) -> Result<Vec<User>, StoreError> {
-    Ok(users::table.order(users::id.asc()).select(User::as_select()).load(conn)?)
+    Ok(users::table
+        .order(users::id.asc())
+        .select(User::as_select())
+        .load(conn)?)
 }
 
 /// Returns false when no account has that address.
-pub fn set_disabled(conn: &mut AnyConnection, email: &Email, disabled: bool) -> Result<bool, StoreError> {
+pub fn set_disabled(
+    conn: &mut AnyConnection,
+    email: &Email,
+    disabled: bool,
+) -> Result<bool, StoreError> {
     let n = diesel::update(users::table.filter(users::email.eq(email.as_str())))
         .set((users::disabled.eq(disabled), users::updated_at.eq(now())))
         .execute(conn)?;
     Ok(n == 1)
 }
 
-pub fn set_password(conn: &mut AnyConnection, user_id: i64, hash: &PasswordHash) -> Result<bool, StoreError> {
+pub fn set_password(
+    conn: &mut AnyConnection,
+    user_id: i64,
+    hash: &PasswordHash,
+) -> Result<bool, StoreError> {
     let n = diesel::update(users::table.find(user_id))
-        .set((users::password_hash.eq(hash.as_str()), users::updated_at.eq(now())))
+        .set((
+            users::password_hash.eq(hash.as_str()),
+            users::updated_at.eq(now()),
+        ))
         .execute(conn)?;
     Ok(n == 1)
 }

@@ -16,18 +16,26 @@ pub mod names {
 
 /// Buckets for request latency: fine below 100 ms where the API should live, coarse above
 /// where argon2-bound calls land.
-const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
 
 fn describe() {
     use names::*;
-    metrics::describe_counter!(HTTP_REQUESTS_TOTAL, "HTTP requests answered, by method, route template and status.");
+    metrics::describe_counter!(
+        HTTP_REQUESTS_TOTAL,
+        "HTTP requests answered, by method, route template and status."
+    );
     metrics::describe_histogram!(
         HTTP_REQUEST_DURATION_SECONDS,
         Unit::Seconds,
         "Time to answer an HTTP request, by method and route template."
     );
     metrics::describe_counter!(HTTP_PANICS_TOTAL, "Handler panics turned into 500 answers.");
-    metrics::describe_gauge!(DB_POOL_CONNECTIONS, "Database pool connections, by state (idle, in_use).");
+    metrics::describe_gauge!(
+        DB_POOL_CONNECTIONS,
+        "Database pool connections, by state (idle, in_use)."
+    );
 }
 
 /// Installs the process-wide Prometheus recorder once and returns its handle. Later calls
@@ -61,9 +69,16 @@ pub fn init_tracing(settings: &LogSettings) {
         .or_else(|_| EnvFilter::try_new(&settings.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
     let _ = match settings.format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
         LogFormat::Text => builder.try_init(),
     };
 }

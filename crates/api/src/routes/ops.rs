@@ -39,18 +39,30 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     let check = tokio_timeout(state.readiness_timeout, state.store.ready()).await;
     match check {
         Some(Ok(true)) => Ok(json_ok(&Status { status: "ready" })),
-        Some(Ok(false)) => Err(ApiError::code(StatusCode::SERVICE_UNAVAILABLE, "MIGRATIONS_PENDING")),
+        Some(Ok(false)) => Err(ApiError::code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "MIGRATIONS_PENDING",
+        )),
         Some(Err(e)) => {
             tracing::warn!(cause = %crate::error::error_chain(&e), "readiness check failed");
-            Err(ApiError::code(StatusCode::SERVICE_UNAVAILABLE, "DATABASE_UNAVAILABLE"))
+            Err(ApiError::code(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "DATABASE_UNAVAILABLE",
+            ))
         }
         None => {
             tracing::warn!("readiness check timed out");
-            Err(ApiError::code(StatusCode::SERVICE_UNAVAILABLE, "DATABASE_UNAVAILABLE"))
+            Err(ApiError::code(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "DATABASE_UNAVAILABLE",
+            ))
         }
     }
 }
 
-async fn tokio_timeout<T>(d: std::time::Duration, f: impl std::future::Future<Output = T>) -> Option<T> {
+async fn tokio_timeout<T>(
+    d: std::time::Duration,
+    f: impl std::future::Future<Output = T>,
+) -> Option<T> {
     actix_web::rt::time::timeout(d, f).await.ok()
 }

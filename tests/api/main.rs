@@ -1,0 +1,12 @@
+//! Black-box tests of the real server. Every test that touches the database runs once against
+//! a fresh SQLite file and once against a fresh PostgreSQL database.
+
+// Test bodies live in plain async fns that `both_dbs!` wraps, where clippy does not see a test.
+#![allow(clippy::unwrap_used, reason = "unwrap is how a test fails")]
+
+mod cli;
+mod config;
+mod errors;
+mod metrics;
+mod openapi;
+mod ops;
