@@ -40,6 +40,11 @@ macro_rules! both_dbs {
     )*};
 }
 
+/// The repository's mail templates.
+pub fn templates_dir() -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../templates/mail").to_owned()
+}
+
 pub fn postgres_server_url() -> String {
     std::env::var("AUTHD_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
@@ -201,6 +206,11 @@ impl TestApp {
             ("AUTHD__METRICS__BIND".into(), "127.0.0.1:0".into()),
             ("AUTHD__DATABASE__URL".into(), db.url.clone()),
             ("AUTHD__LOG__LEVEL".into(), "warn".into()),
+            ("AUTHD__MAIL__TEMPLATES_DIR".into(), templates_dir()),
+            ("AUTHD__MAIL__POLL_INTERVAL_MS".into(), "100".into()),
+            ("AUTHD__ORIGINS__DEFAULT__FILE__DIR".into(), db.dir().join("mail").display().to_string()),
+            ("AUTHD__ORIGINS__ACME__FILE__DIR".into(), db.dir().join("mail-acme").display().to_string()),
+            ("AUTHD__SECRETS__OTP_KEY".into(), "test-otp-key-0123456789abcdef0123456789".into()),
         ]);
         for (k, v) in overrides {
             env.insert((*k).to_owned(), (*v).to_owned());

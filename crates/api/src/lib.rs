@@ -10,12 +10,15 @@ use authd_store::Store;
 use serde::Serialize;
 
 pub mod error;
+pub mod hashing;
+pub mod input;
 pub mod json;
 pub mod middleware;
 pub mod openapi;
 pub mod routes;
 
 pub use error::{ApiError, ErrorBody};
+pub use hashing::Hasher;
 pub use json::{BodyLimit, JsonBody};
 
 /// What every handler may reach. Built once at start and shared by all workers.
@@ -24,6 +27,11 @@ pub struct AppState {
     pub store: Store,
     pub settings: Arc<Settings>,
     pub readiness_timeout: Duration,
+    pub limiter: actix::Addr<authd_ratelimit::RateLimiter>,
+    pub otp: actix::Addr<authd_otp::OtpIssuer>,
+    pub mailer: actix::Addr<authd_mail::Mailer>,
+    pub forbidden: authd_mail::ForbiddenDomains,
+    pub hasher: Hasher,
 }
 
 /// A 200 with a JSON body, typed `application/json; charset=utf-8` as the contract says.

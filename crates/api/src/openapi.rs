@@ -18,9 +18,19 @@ use crate::routes;
             body without `Content-Type: application/json`) and `INTERNAL_SERVER_ERROR` (500). \
             Every response carries `X-Request-Id`.",
     ),
-    paths(routes::ops::healthz, routes::ops::readyz),
+    paths(
+        routes::password::reset_send,
+        routes::password::forgot_password,
+        routes::password::reset_validate,
+        routes::password::reset_with_otp,
+        routes::ops::healthz,
+        routes::ops::readyz,
+    ),
     components(schemas(ErrorBody, routes::ops::Status)),
-    tags((name = "operations", description = "Health and readiness")),
+    tags(
+        (name = "password reset", description = "Reset a forgotten password with an emailed one-time code"),
+        (name = "operations", description = "Health and readiness"),
+    ),
 )]
 pub struct ApiDoc;
 

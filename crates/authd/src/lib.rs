@@ -15,10 +15,12 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 pub mod cli;
 pub mod entry;
+pub mod keys;
 
 /// A built, bound, not yet running authd: the public API server and, when enabled, the
 /// metrics server.
 pub struct Application {
+    mailer: actix::Addr<authd_mail::Mailer>,
     port: u16,
     metrics_port: Option<u16>,
     server: Server,
@@ -61,10 +63,24 @@ impl Application {
         let store = open_store(&settings, settings.database.migrate_on_start).await?;
         let prometheus = authd_telemetry::prometheus().map_err(anyhow::Error::msg)?;
 
+        let keys = keys::Keys::resolve(&settings, &store).await?;
+        let actors = start_actors(&settings, &store, &keys)?;
+        let mailer = actors.mailer.clone();
         let state = web::Data::new(AppState {
             store: store.clone(),
             settings: settings.clone(),
             readiness_timeout: Duration::from_millis(settings.http.readiness_timeout_ms),
+            limiter: actors.limiter,
+            otp: actors.otp,
+            mailer: actors.mailer,
+            forbidden: authd_mail::ForbiddenDomains::new(
+                &settings.mail.forbidden_domains,
+                &settings.mail.allowed_domains,
+            ),
+            hasher: authd_api::Hasher::new(
+                argon2_params(&settings)?,
+                settings.password.hashing_concurrency,
+            ),
         });
         let limit = web::Data::new(BodyLimit(settings.http.body_limit_bytes));
         let listener = TcpListener::bind(&settings.http.bind)
@@ -123,6 +139,7 @@ impl Application {
         };
 
         Ok(Self {
+            mailer,
             port,
             metrics_port,
             server,
@@ -146,11 +163,80 @@ impl Application {
             actix_web::rt::spawn(m);
         }
         let result = self.server.await;
+        // Requests are finished; let the delivery round in flight record its results so no
+        // mail is sent twice after a restart.
+        let _ = self.mailer.send(authd_mail::Drain).await;
         if let Some(h) = metrics_handle {
             h.stop(true).await;
         }
         result
     }
+}
+
+/// The argon2 parameters from the settings, refused when weaker than OWASP's minimum.
+pub fn argon2_params(settings: &Settings) -> anyhow::Result<authd_domain::Argon2Params> {
+    let p = authd_domain::Argon2Params {
+        memory_kib: settings.password.argon2_memory_kib,
+        iterations: settings.password.argon2_iterations,
+        parallelism: settings.password.argon2_parallelism,
+    };
+    p.validate().context("password settings")?;
+    Ok(p)
+}
+
+/// The mail template catalog, as `serve`, `templates check` and `mail preview` load it.
+pub fn load_catalog(settings: &Settings) -> anyhow::Result<authd_mail::Catalog> {
+    Ok(authd_mail::Catalog::load(
+        &settings.mail.templates_dir,
+        &settings.mail.default_language,
+    )?)
+}
+
+struct Actors {
+    limiter: actix::Addr<authd_ratelimit::RateLimiter>,
+    otp: actix::Addr<authd_otp::OtpIssuer>,
+    mailer: actix::Addr<authd_mail::Mailer>,
+}
+
+/// Starts the three actors on the current arbiter.
+fn start_actors(settings: &Settings, store: &Store, keys: &keys::Keys) -> anyhow::Result<Actors> {
+    use actix::Actor;
+    let catalog = load_catalog(settings)?;
+    let mailer = authd_mail::Mailer::new(
+        &settings.mail,
+        &settings.origins,
+        catalog,
+        authd_mail::Sealer::new(&keys.otp),
+        store.clone(),
+    )?
+    .start();
+    let policies = std::collections::HashMap::from([(
+        authd_ratelimit::Limit::ResetMail,
+        authd_ratelimit::Policy {
+            max: settings.limits.reset_mail.max,
+            window: Duration::from_secs(settings.limits.reset_mail.window_secs),
+        },
+    )]);
+    let limiter = authd_ratelimit::RateLimiter::new(
+        store.clone(),
+        &keys.otp,
+        policies,
+        settings.limits.denied_cache_size,
+    )
+    .start();
+    let otp = authd_otp::OtpIssuer::new(
+        store.clone(),
+        &keys.otp,
+        Duration::from_secs(settings.otp.lifetime_secs),
+        settings.otp.max_attempts,
+        mailer.clone(),
+    )
+    .start();
+    Ok(Actors {
+        limiter,
+        otp,
+        mailer,
+    })
 }
 
 #[derive(Debug)]

@@ -1,6 +1,6 @@
 #![doc = include_str!("../README.md")]
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -22,7 +22,161 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub password: PasswordSettings,
     pub secrets: SecretSettings,
+    pub limits: LimitsSettings,
+    pub otp: OtpSettings,
+    pub mail: MailSettings,
+    pub origins: BTreeMap<String, OriginSettings>,
     pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSettings {
+    pub denied_cache_size: usize,
+    pub reset_mail: WindowLimit,
+}
+
+/// At most `max` per key per `window_secs`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowLimit {
+    pub max: u32,
+    pub window_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtpSettings {
+    pub lifetime_secs: u64,
+    pub max_attempts: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailSettings {
+    pub default_origin: String,
+    pub default_language: String,
+    pub templates_dir: PathBuf,
+    pub forbidden_domains: Vec<String>,
+    pub allowed_domains: Vec<String>,
+    pub poll_interval_ms: u64,
+    pub concurrency: usize,
+    pub batch_size: u32,
+    pub max_attempts: u32,
+    pub backoff_initial_ms: u64,
+    pub backoff_max_secs: u64,
+    pub lease_secs: u64,
+    pub send_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OriginSettings {
+    pub enabled: bool,
+    pub from: String,
+    pub reply_to: String,
+    pub product_name: String,
+    pub default_language: String,
+    pub languages: Vec<String>,
+    pub reset_url: String,
+    /// Which of the backend tables below is used. The others may stay (a configuration layer
+    /// cannot remove keys of the layers below it), and are ignored.
+    pub backend: BackendKind,
+    pub file: Option<FileSettings>,
+    pub smtp: Option<SmtpSettings>,
+    pub sendmail: Option<SendmailSettings>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    File,
+    Smtp,
+    Sendmail,
+}
+
+impl BackendKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::File => "file",
+            Self::Smtp => "smtp",
+            Self::Sendmail => "sendmail",
+        }
+    }
+}
+
+/// One `.eml` file per mail in `dir`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSettings {
+    pub dir: PathBuf,
+}
+
+/// A sendmail-compatible program, run as `program -i -f FROM -- TO` with the message on stdin.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendmailSettings {
+    pub program: PathBuf,
+}
+
+/// The backend an origin uses, with its settings.
+#[derive(Debug, Clone, Copy)]
+pub enum Backend<'a> {
+    File(&'a FileSettings),
+    Smtp(&'a SmtpSettings),
+    Sendmail(&'a SendmailSettings),
+}
+
+impl OriginSettings {
+    /// The chosen backend; `None` when its table is missing (refused at load).
+    pub fn backend(&self) -> Option<Backend<'_>> {
+        match self.backend {
+            BackendKind::File => self.file.as_ref().map(Backend::File),
+            BackendKind::Smtp => self.smtp.as_ref().map(Backend::Smtp),
+            BackendKind::Sendmail => self.sendmail.as_ref().map(Backend::Sendmail),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    #[serde(default)]
+    pub username: String,
+    #[serde(default = "empty_secret")]
+    pub password: SecretString,
+    #[serde(default)]
+    pub password_file: String,
+    #[serde(default = "smtp_timeout_secs")]
+    pub timeout_secs: u64,
+    #[serde(default = "smtp_pool_size")]
+    pub pool_size: u32,
+}
+
+// Defaults for keys of an smtp backend, which config/default.toml (whose origins use the file
+// backend) cannot show; they are documented there and in config/production.example.toml.
+fn empty_secret() -> SecretString {
+    SecretString::from(String::new())
+}
+fn smtp_timeout_secs() -> u64 {
+    10
+}
+fn smtp_pool_size() -> u32 {
+    4
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain text (a relay on localhost or a private network only).
+    None,
+    /// Plain connection upgraded with STARTTLS, which must succeed.
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -61,6 +215,7 @@ pub struct PasswordSettings {
     pub argon2_memory_kib: u32,
     pub argon2_iterations: u32,
     pub argon2_parallelism: u32,
+    pub hashing_concurrency: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -276,6 +431,18 @@ impl Settings {
                 return Err(invalid(key, "must be IP:PORT, e.g. 127.0.0.1:8080"));
             }
         }
+        if self.limits.reset_mail.max == 0 || self.limits.reset_mail.window_secs == 0 {
+            return Err(invalid(
+                "limits.reset_mail",
+                "max and window_secs must be at least 1",
+            ));
+        }
+        if self.otp.max_attempts == 0 || self.otp.lifetime_secs == 0 {
+            return Err(invalid(
+                "otp",
+                "lifetime_secs and max_attempts must be at least 1",
+            ));
+        }
         if *environment == Environment::Production {
             let missing: Vec<String> = [
                 ("secrets.otp_key", &self.secrets.otp_key),
@@ -290,7 +457,84 @@ impl Settings {
                 return Err(SettingsError::MissingSecrets(missing));
             }
         }
+        self.validate_mail(environment)?;
         Ok(())
+    }
+
+    fn validate_mail(&self, environment: &Environment) -> Result<(), SettingsError> {
+        let invalid = |key: String, reason: &str| SettingsError::Invalid {
+            key,
+            reason: reason.into(),
+        };
+        let is_lang = |l: &str| l.len() == 2 && l.bytes().all(|b| b.is_ascii_lowercase());
+        if !self
+            .origins
+            .get(&self.mail.default_origin)
+            .is_some_and(|o| o.enabled)
+        {
+            return Err(invalid(
+                "mail.default_origin".into(),
+                "names no enabled origin",
+            ));
+        }
+        if !is_lang(&self.mail.default_language) {
+            return Err(invalid(
+                "mail.default_language".into(),
+                "must be two lower-case letters",
+            ));
+        }
+        if self.mail.concurrency == 0 || self.mail.batch_size == 0 || self.mail.max_attempts == 0 {
+            return Err(invalid(
+                "mail".into(),
+                "concurrency, batch_size and max_attempts must be at least 1",
+            ));
+        }
+        for (name, o) in self.origins.iter().filter(|(_, o)| o.enabled) {
+            let key = |k: &str| format!("origins.{name}.{k}");
+            if name.len() > 256 {
+                return Err(invalid(
+                    format!("origins.{}", &name[..32]),
+                    "names are at most 256 characters",
+                ));
+            }
+            if !is_lang(&o.default_language) || !o.languages.iter().all(|l| is_lang(l)) {
+                return Err(invalid(
+                    key("languages"),
+                    "languages are two lower-case letters",
+                ));
+            }
+            if !o.languages.contains(&o.default_language) {
+                return Err(invalid(
+                    key("default_language"),
+                    "must be one of the origin's languages",
+                ));
+            }
+            if !o.reset_url.contains("{otp}") {
+                return Err(invalid(key("reset_url"), "must contain {otp}"));
+            }
+            if o.from.trim().is_empty() {
+                return Err(invalid(key("from"), "must be set"));
+            }
+            if o.backend().is_none() {
+                return Err(invalid(
+                    key(o.backend.name()),
+                    "the chosen backend needs this table",
+                ));
+            }
+            if *environment == Environment::Production && o.backend == BackendKind::File {
+                return Err(invalid(
+                    key("backend"),
+                    "the file backend only writes mails to disk; production needs smtp or sendmail \
+                     (or enabled = false for an origin you do not use)",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The enabled origin of that name.
+    pub fn origin(&self, name: &str) -> Option<&OriginSettings> {
+        self.origins.get(name).filter(|o| o.enabled)
     }
 
     pub fn database_url(&self) -> DatabaseUrl {

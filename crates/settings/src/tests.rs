@@ -35,31 +35,51 @@ fn the_defaults_file_alone_loads_and_runs_on_embedded_defaults() {
     assert_eq!(s.http.body_limit_bytes, 16 * 1024);
 }
 
+fn leaf_paths(table: &toml::Table, prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+    for (key, value) in table {
+        prefix.push(key.clone());
+        match value {
+            toml::Value::Table(t) => leaf_paths(t, prefix, out),
+            _ => out.push(prefix.clone()),
+        }
+        prefix.pop();
+    }
+}
+
+fn remove_path(table: &mut toml::Table, path: &[String]) {
+    match path {
+        [last] => {
+            table.remove(last);
+        }
+        [first, rest @ ..] => remove_path(table[first].as_table_mut().unwrap(), rest),
+        [] => {}
+    }
+}
+
 #[test]
 fn every_setting_in_code_is_in_default_toml_with_a_comment() {
-    // There are no serde defaults in code, so removing any key from the defaults file must
+    // There are no serde defaults in code (the keys of an smtp table, which the file-backed
+    // example origins cannot show, excepted), so removing any key from the defaults file must
     // make loading fail: a setting added in code but not documented there breaks this test.
     let doc: toml::Table = DEFAULT_TOML.parse().unwrap();
-    let mut keys = 0;
-    for (section, table) in &doc {
-        let table = table.as_table().expect("top level holds only sections");
-        for key in table.keys() {
-            keys += 1;
-            let mut pruned = doc.clone();
-            pruned[section].as_table_mut().unwrap().remove(key);
-            let text = toml::to_string(&pruned).unwrap();
-            let result = config::Config::builder()
-                .add_source(config::File::from_str(&text, config::FileFormat::Toml))
-                .build()
-                .unwrap()
-                .try_deserialize::<Settings>();
-            assert!(
-                result.is_err(),
-                "{section}.{key} has a default in code; it must live in config/default.toml"
-            );
-        }
+    let mut leaves = Vec::new();
+    leaf_paths(&doc, &mut Vec::new(), &mut leaves);
+    for path in &leaves {
+        let mut pruned = doc.clone();
+        remove_path(&mut pruned, path);
+        let text = toml::to_string(&pruned).unwrap();
+        let result = config::Config::builder()
+            .add_source(config::File::from_str(&text, config::FileFormat::Toml))
+            .build()
+            .unwrap()
+            .try_deserialize::<Settings>();
+        assert!(
+            result.is_err(),
+            "{} has a default in code; it must live in config/default.toml",
+            path.join(".")
+        );
     }
-    assert!(keys > 20, "found only {keys} keys");
+    assert!(leaves.len() > 40, "found only {} keys", leaves.len());
 
     // Each key line has a comment line directly above it.
     let lines: Vec<&str> = DEFAULT_TOML.lines().collect();
@@ -75,6 +95,32 @@ fn every_setting_in_code_is_in_default_toml_with_a_comment() {
             i + 1
         );
     }
+}
+
+#[test]
+fn an_origin_can_switch_backend_in_a_layer_above() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("extra.toml");
+    std::fs::write(
+        &file,
+        "[origins.default]\nbackend = \"smtp\"\nsmtp = { host = \"mail\", port = 25, tls = \"none\" }\n",
+    )
+    .unwrap();
+    let s = sources(&[], Some(&file), dir.path())
+        .load()
+        .unwrap()
+        .settings;
+    let origin = s.origin("default").unwrap();
+    match origin.backend() {
+        Some(Backend::Smtp(smtp)) => {
+            assert_eq!(smtp.host, "mail");
+            assert_eq!(smtp.timeout_secs, 10);
+        }
+        other => panic!("expected smtp, got {other:?}"),
+    }
+    std::fs::write(&file, "[origins.default]\nbackend = \"sendmail\"\n").unwrap();
+    let msg = err_text(&sources(&[], Some(&file), dir.path()));
+    assert!(msg.contains("origins.default.sendmail"), "{msg}");
 }
 
 #[test]
@@ -135,7 +181,19 @@ fn an_unknown_key_is_refused_and_named() {
 #[test]
 fn production_without_secrets_is_refused_with_the_missing_keys_named() {
     let dir = tempfile::tempdir().unwrap();
-    let msg = err_text(&sources(&[("AUTHD_ENV", "production")], None, dir.path()));
+    let msg = err_text(&sources(
+        &[
+            ("AUTHD_ENV", "production"),
+            ("AUTHD__ORIGINS__DEFAULT__BACKEND", "sendmail"),
+            (
+                "AUTHD__ORIGINS__DEFAULT__SENDMAIL__PROGRAM",
+                "/usr/sbin/sendmail",
+            ),
+            ("AUTHD__ORIGINS__ACME__ENABLED", "false"),
+        ],
+        None,
+        dir.path(),
+    ));
     for key in ["secrets.otp_key", "secrets.totp_key", "secrets.signing_key"] {
         assert!(msg.contains(key), "{msg}");
     }
@@ -158,6 +216,12 @@ fn production_without_secrets_is_refused_with_the_missing_keys_named() {
                 "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
             ),
             ("AUTHD__SECRETS__SIGNING_KEY_FILE", key_path),
+            ("AUTHD__ORIGINS__DEFAULT__BACKEND", "sendmail"),
+            (
+                "AUTHD__ORIGINS__DEFAULT__SENDMAIL__PROGRAM",
+                "/usr/sbin/sendmail",
+            ),
+            ("AUTHD__ORIGINS__ACME__ENABLED", "false"),
         ],
         None,
         dir.path(),
@@ -237,4 +301,29 @@ fn a_bad_database_url_or_address_is_refused() {
         dir.path(),
     ));
     assert!(msg.contains("workers"), "{msg}");
+}
+
+#[test]
+fn production_refuses_the_file_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let msg = err_text(&sources(
+        &[
+            ("AUTHD_ENV", "production"),
+            (
+                "AUTHD__SECRETS__OTP_KEY",
+                "0123456789abcdef0123456789abcdef",
+            ),
+            (
+                "AUTHD__SECRETS__TOTP_KEY",
+                "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+            ),
+            ("AUTHD__SECRETS__SIGNING_KEY", "pem"),
+        ],
+        None,
+        dir.path(),
+    ));
+    assert!(
+        msg.contains("origins.acme.backend: the file backend"),
+        "{msg}"
+    );
 }

@@ -101,3 +101,13 @@ impl AnyConnection {
         .map_err(|e| StoreError::Migration(e.to_string()))
     }
 }
+
+/// A raw SQL statement written once with PostgreSQL's `$1, $2, ...` placeholders; SQLite gets
+/// the same text with `?1, ?2, ...`, which it binds by the same numbers. Used only where the
+/// query builder cannot express the statement (conditional upserts, `SKIP LOCKED`).
+pub(crate) fn sql(conn: &AnyConnection, text: &str) -> diesel::query_builder::SqlQuery {
+    match conn.backend() {
+        Backend::Postgres => diesel::sql_query(text),
+        Backend::Sqlite => diesel::sql_query(text.replace('$', "?")),
+    }
+}

@@ -2,11 +2,16 @@
 
 mod backend;
 mod error;
+pub mod limits;
+pub mod otps;
+pub mod outbox;
 mod pool;
 mod schema;
+pub mod secrets;
 pub mod users;
 
 pub use backend::{AnyConnection, Backend};
+pub use diesel::Connection;
 pub use error::StoreError;
 pub use pool::{Manager, PoolState, Store, StoreOptions};
 pub use users::User;

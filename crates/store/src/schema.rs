@@ -11,3 +11,57 @@ diesel::table! {
         updated_at -> Timestamp,
     }
 }
+
+diesel::table! {
+    rate_limits (limit_name, key_hash) {
+        limit_name -> Text,
+        key_hash -> Text,
+        window_start_ms -> BigInt,
+        count -> Integer,
+    }
+}
+
+diesel::table! {
+    otps (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        purpose -> Text,
+        code_hash -> Text,
+        attempts -> Integer,
+        expires_at_ms -> BigInt,
+        created_at_ms -> BigInt,
+        origin -> Text,
+        language -> Text,
+        target -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    outbox (id) {
+        id -> BigInt,
+        origin -> Text,
+        kind -> Text,
+        backend -> Text,
+        recipient_masked -> Text,
+        payload -> Nullable<Text>,
+        status -> Text,
+        attempts -> Integer,
+        next_attempt_at_ms -> BigInt,
+        lease_until_ms -> Nullable<BigInt>,
+        leased_by -> Nullable<Text>,
+        last_error -> Nullable<Text>,
+        created_at_ms -> BigInt,
+        sent_at_ms -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    instance_secrets (name) {
+        name -> Text,
+        value -> Text,
+        created_at_ms -> BigInt,
+    }
+}
+
+diesel::joinable!(otps -> users (user_id));
+diesel::allow_tables_to_appear_in_same_query!(users, otps);

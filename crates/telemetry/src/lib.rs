@@ -12,12 +12,28 @@ pub mod names {
     pub const HTTP_REQUEST_DURATION_SECONDS: &str = "http_request_duration_seconds";
     pub const HTTP_PANICS_TOTAL: &str = "http_panics_total";
     pub const DB_POOL_CONNECTIONS: &str = "db_pool_connections";
+    pub const THROTTLE_HITS_TOTAL: &str = "auth_throttle_hits_total";
+    pub const MAIL_TEMPLATE_FAILURES_TOTAL: &str = "auth_mail_template_failures_total";
+    pub const MAIL_SENT_TOTAL: &str = "auth_mail_sent_total";
+    pub const MAIL_FAILURES_TOTAL: &str = "auth_mail_failures_total";
+    pub const MAIL_OUTBOX_PENDING: &str = "auth_mail_outbox_pending";
+    pub const MAIL_OUTBOX_DEAD: &str = "auth_mail_outbox_dead";
+    pub const MAIL_DELIVERY_SECONDS: &str = "auth_mail_delivery_seconds";
+    pub const OTP_ISSUED_TOTAL: &str = "auth_otp_issued_total";
+    pub const OTP_CHECKS_TOTAL: &str = "auth_otp_checks_total";
+    pub const LOGINS_TOTAL: &str = "auth_logins_total";
 }
 
 /// Buckets for request latency: fine below 100 ms where the API should live, coarse above
 /// where argon2-bound calls land.
 const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// Buckets for the time from queueing a mail to its delivery: seconds when all is well,
+/// minutes to hours while retries back off.
+const DELIVERY_BUCKETS: &[f64] = &[
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0,
 ];
 
 fn describe() {
@@ -48,6 +64,11 @@ pub fn prometheus() -> Result<PrometheusHandle, String> {
                 .set_buckets_for_metric(
                     Matcher::Full(names::HTTP_REQUEST_DURATION_SECONDS.into()),
                     LATENCY_BUCKETS,
+                )
+                .map_err(|e| e.to_string())?
+                .set_buckets_for_metric(
+                    Matcher::Full(names::MAIL_DELIVERY_SECONDS.into()),
+                    DELIVERY_BUCKETS,
                 )
                 .map_err(|e| e.to_string())?
                 .install_recorder()

@@ -5,6 +5,7 @@ use actix_web::{web, HttpResponse, Resource};
 use crate::error::ApiError;
 
 pub mod ops;
+pub mod password;
 
 /// A resource whose unsupported methods answer 405 with an `Allow` header in the contract's
 /// shape. `allow` must list the methods routed on it.
@@ -17,4 +18,5 @@ pub(crate) fn resource(path: &str, allow: &'static str) -> Resource {
 /// Registers every route of the public API.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     ops::configure(cfg);
+    password::configure(cfg);
 }

@@ -1,0 +1,97 @@
+//! Parsing request input into domain types, with the contract's 400 sentences.
+
+use authd_domain::{Email, Password};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::{ApiError, AppState};
+
+/// Query parameters of every mail-sending call.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MailQuery {
+    /// The mail configuration to use (at most 256 characters); the default origin when absent.
+    #[param(max_length = 256)]
+    pub origin: Option<String>,
+    /// The mail language: exactly two letters (e.g. `nl`); the origin's default when absent.
+    #[param(pattern = "^[A-Za-z]{2}$")]
+    pub language: Option<String>,
+}
+
+/// A validated origin name and language.
+#[derive(Debug, Clone)]
+pub struct MailTarget {
+    pub origin: String,
+    pub language: Option<String>,
+}
+
+impl MailQuery {
+    /// Syntax only (400); whether the origin exists is checked by [`MailQuery::resolve`].
+    pub fn check(&self) -> Result<(), ApiError> {
+        if self
+            .origin
+            .as_ref()
+            .is_some_and(|o| o.chars().count() > 256 || o.is_empty())
+        {
+            return Err(ApiError::bad_request(
+                "origin must be 1 to 256 characters long",
+            ));
+        }
+        if self
+            .language
+            .as_ref()
+            .is_some_and(|l| l.len() != 2 || !l.bytes().all(|b| b.is_ascii_alphabetic()))
+        {
+            return Err(ApiError::bad_request("language must be exactly 2 letters"));
+        }
+        Ok(())
+    }
+
+    /// The origin to use: 400 `UNKNOWN_ORIGIN` when it is not configured (or disabled).
+    pub fn resolve(&self, state: &AppState) -> Result<MailTarget, ApiError> {
+        let origin = self
+            .origin
+            .clone()
+            .unwrap_or_else(|| state.settings.mail.default_origin.clone());
+        if state.settings.origin(&origin).is_none() {
+            return Err(ApiError::code(
+                actix_web::http::StatusCode::BAD_REQUEST,
+                "UNKNOWN_ORIGIN",
+            ));
+        }
+        Ok(MailTarget {
+            origin,
+            language: self.language.as_ref().map(|l| l.to_ascii_lowercase()),
+        })
+    }
+}
+
+pub fn email(raw: &str) -> Result<Email, ApiError> {
+    Email::parse(raw).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+/// OTP fields: exactly 6 ASCII digits.
+pub fn otp(field: &str, raw: &str) -> Result<String, ApiError> {
+    if raw.len() == 6 && raw.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(raw.to_owned())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "{field} must be exactly 6 digits"
+        )))
+    }
+}
+
+pub fn new_password(raw: &str) -> Result<Password, ApiError> {
+    Password::parse(raw).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+/// 403 `FORBIDDEN_MAIL_PROVIDER` for disposable or configured-forbidden domains.
+pub fn allowed_provider(state: &AppState, email: &Email) -> Result<(), ApiError> {
+    if state.forbidden.is_forbidden(email.domain()) {
+        return Err(ApiError::code(
+            actix_web::http::StatusCode::FORBIDDEN,
+            "FORBIDDEN_MAIL_PROVIDER",
+        ));
+    }
+    Ok(())
+}

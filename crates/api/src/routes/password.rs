@@ -1,0 +1,353 @@
+//! Password reset by an emailed one-time code (no token): send, validate, reset; and the
+//! older clients' alias `POST /v1/auth/forgot-password`.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use authd_mail::{MailKind, Render, RenderError};
+use authd_otp::{Check, CheckError, Decoy, Issue, IssueError, Purpose};
+use authd_ratelimit::{Acquire, GiveBack, Limit, LimitError};
+use authd_store::{otps, outbox, users, Connection};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use crate::error::ErrorBody;
+use crate::input::{self, MailQuery, MailTarget};
+use crate::{json_ok, ApiError, AppState, JsonBody};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        super::resource("/user/password/reset/send", "POST").route(web::post().to(reset_send)),
+    )
+    .service(
+        super::resource("/v1/auth/forgot-password", "POST").route(web::post().to(forgot_password)),
+    )
+    .service(
+        super::resource("/user/password/reset/validate", "POST")
+            .route(web::post().to(reset_validate)),
+    )
+    .service(super::resource("/user/password/otp", "PUT").route(web::put().to(reset_with_otp)));
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ResetSendBody {
+    /// The account's address. The answer is the same whether or not an account has it.
+    #[schema(max_length = 256, example = "ann@example.com")]
+    pub email: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ForgotPasswordBody {
+    #[schema(min_length = 5, max_length = 100, example = "ann@example.com")]
+    pub email: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ResetValidateBody {
+    #[schema(max_length = 256, example = "ann@example.com")]
+    pub email: String,
+    /// The 6-digit code from the mail.
+    #[schema(pattern = "^[0-9]{6}$", example = "042917")]
+    pub otp: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResetWithOtpBody {
+    #[schema(max_length = 256, example = "ann@example.com")]
+    pub user_email: String,
+    #[schema(pattern = "^[0-9]{6}$", example = "042917")]
+    pub otp: String,
+    /// 8 to 256 characters with a lower-case letter, an upper-case letter and a digit.
+    #[schema(min_length = 8, max_length = 256, example = "Correct1horse")]
+    pub new_password: String,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn otp_invalid() -> ApiError {
+    ApiError::code(StatusCode::UNAUTHORIZED, "OTP_INVALID_EXPIRED")
+}
+
+fn template_error(e: RenderError) -> ApiError {
+    match e {
+        RenderError::Template(t) => ApiError::internal_code("UNABLE_TO_FIND_MAIL_TEMPLATE", t),
+        RenderError::UnknownOrigin => ApiError::code(StatusCode::BAD_REQUEST, "UNKNOWN_ORIGIN"),
+        // An address our parser accepts but the mail library refuses: refuse it as input.
+        RenderError::Compose(c) => {
+            tracing::warn!(cause = %c, "address accepted by validation but refused by the mail composer");
+            ApiError::bad_request("Invalid email address")
+        }
+    }
+}
+
+fn issue_error(e: IssueError) -> ApiError {
+    match e {
+        IssueError::Render(r) => template_error(r),
+        IssueError::Store(s) => s.into(),
+        IssueError::Mailer(m) => ApiError::internal(m),
+    }
+}
+
+/// Sends a reset code and link to `email` if an account has it. Unknown addresses get the same
+/// answer, cost and throttling, and no mail.
+#[utoipa::path(post, path = "/user/password/reset/send", tag = "password reset",
+    params(MailQuery), request_body = ResetSendBody,
+    responses(
+        (status = 200, description = "Accepted: a mail is queued if an account has this address", body = Option<String>, example = json!(null)),
+        (status = 400, description = "Invalid input (a sentence), or `UNKNOWN_ORIGIN`", body = ErrorBody),
+        (status = 403, description = "`FORBIDDEN_MAIL_PROVIDER`", body = ErrorBody),
+        (status = 413, description = "`PAYLOAD_TOO_LARGE`", body = ErrorBody),
+        (status = 415, description = "`UNSUPPORTED_MEDIA_TYPE`", body = ErrorBody),
+        (status = 429, description = "`TOO_MANY_RESET_MAIL_ATTEMPTS`: one mail per address per window", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the same call can succeed"))),
+        (status = 500, description = "`UNABLE_TO_FIND_MAIL_TEMPLATE`", body = ErrorBody),
+    ))]
+pub async fn reset_send(
+    state: web::Data<AppState>,
+    query: web::Query<MailQuery>,
+    body: JsonBody<ResetSendBody>,
+) -> Result<HttpResponse, ApiError> {
+    query.check()?;
+    send_reset(&state, &query, &body.0.email).await
+}
+
+/// The older clients' alias of `POST /user/password/reset/send` (email of 5 to 100 characters).
+#[utoipa::path(post, path = "/v1/auth/forgot-password", tag = "password reset",
+    params(MailQuery), request_body = ForgotPasswordBody,
+    responses(
+        (status = 200, description = "Accepted", body = Option<String>, example = json!(null)),
+        (status = 400, description = "Invalid input (a sentence), or `UNKNOWN_ORIGIN`", body = ErrorBody),
+        (status = 403, description = "`FORBIDDEN_MAIL_PROVIDER`", body = ErrorBody),
+        (status = 413, description = "`PAYLOAD_TOO_LARGE`", body = ErrorBody),
+        (status = 415, description = "`UNSUPPORTED_MEDIA_TYPE`", body = ErrorBody),
+        (status = 429, description = "`TOO_MANY_RESET_MAIL_ATTEMPTS`", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the same call can succeed"))),
+        (status = 500, description = "`UNABLE_TO_FIND_MAIL_TEMPLATE`", body = ErrorBody),
+    ))]
+pub async fn forgot_password(
+    state: web::Data<AppState>,
+    query: web::Query<MailQuery>,
+    body: JsonBody<ForgotPasswordBody>,
+) -> Result<HttpResponse, ApiError> {
+    query.check()?;
+    let len = body.0.email.chars().count();
+    if !(5..=100).contains(&len) {
+        return Err(ApiError::bad_request(
+            "email must be 5 to 100 characters long",
+        ));
+    }
+    send_reset(&state, &query, &body.0.email).await
+}
+
+async fn send_reset(
+    state: &AppState,
+    query: &MailQuery,
+    raw_email: &str,
+) -> Result<HttpResponse, ApiError> {
+    let email = input::email(raw_email)?;
+    input::allowed_provider(state, &email)?;
+    let MailTarget { origin, language } = query.resolve(state)?;
+
+    let permit = match state
+        .limiter
+        .send(Acquire {
+            limit: Limit::ResetMail,
+            key: email.as_str().to_owned(),
+        })
+        .await
+    {
+        Ok(Ok(p)) => p,
+        Ok(Err(LimitError::Denied(wait))) => {
+            return Err(ApiError::too_many("TOO_MANY_RESET_MAIL_ATTEMPTS", wait))
+        }
+        Ok(Err(LimitError::Store(e))) => return Err(e.into()),
+        Err(e) => return Err(ApiError::internal(e)),
+    };
+
+    let lookup = email.clone();
+    let user = state
+        .store
+        .run(move |c| users::find_by_email(c, &lookup))
+        .await?
+        .filter(|u| !u.disabled);
+    let link = state.settings.origin(&origin).map(|o| o.reset_url.clone());
+    let kind = MailKind::PasswordReset;
+    let outcome = match user {
+        Some(user) => {
+            let msg = Issue {
+                user_id: user.id,
+                purpose: Purpose::PasswordReset,
+                to: email.clone(),
+                origin,
+                language,
+                kind,
+                link,
+            };
+            state.otp.send(msg).await
+        }
+        None => {
+            state
+                .otp
+                .send(Decoy {
+                    to: email.clone(),
+                    origin,
+                    language,
+                    kind,
+                    link,
+                })
+                .await
+        }
+    };
+    match outcome {
+        Ok(Ok(())) => Ok(json_ok(&())),
+        failed => {
+            // Nothing was stored: the address gets its window back so a retry can work.
+            if let Err(e) = state
+                .limiter
+                .send(GiveBack(permit))
+                .await
+                .map_err(ApiError::internal)
+                .and_then(|r| r.map_err(ApiError::from))
+            {
+                tracing::warn!(?e, "could not give the throttle window back");
+            }
+            Err(match failed {
+                Ok(Err(e)) => issue_error(e),
+                Err(e) => ApiError::internal(e),
+                Ok(Ok(())) => unreachable!("handled above"),
+            })
+        }
+    }
+}
+
+/// Answers 200 when the code is currently valid for the address, without using it up. A wrong
+/// code counts as a guess.
+#[utoipa::path(post, path = "/user/password/reset/validate", tag = "password reset",
+    request_body = ResetValidateBody,
+    responses(
+        (status = 200, description = "The code is valid (and still usable)", body = Option<String>, example = json!(null)),
+        (status = 400, description = "Invalid input (a sentence)", body = ErrorBody),
+        (status = 401, description = "`OTP_INVALID_EXPIRED`", body = ErrorBody),
+        (status = 413, description = "`PAYLOAD_TOO_LARGE`", body = ErrorBody),
+        (status = 415, description = "`UNSUPPORTED_MEDIA_TYPE`", body = ErrorBody),
+    ))]
+pub async fn reset_validate(
+    state: web::Data<AppState>,
+    body: JsonBody<ResetValidateBody>,
+) -> Result<HttpResponse, ApiError> {
+    let email = input::email(&body.0.email)?;
+    let code = input::otp("otp", &body.0.otp)?;
+    check_reset_code(&state, email, code)
+        .await
+        .map(|_| json_ok(&()))
+}
+
+async fn check_reset_code(
+    state: &AppState,
+    email: authd_domain::Email,
+    code: String,
+) -> Result<(users::User, authd_otp::VerifiedOtp), ApiError> {
+    let user = state
+        .store
+        .run(move |c| users::find_by_email(c, &email))
+        .await?
+        .filter(|u| !u.disabled)
+        .ok_or_else(otp_invalid)?;
+    match state
+        .otp
+        .send(Check {
+            user_id: user.id,
+            purpose: Purpose::PasswordReset,
+            code,
+        })
+        .await
+    {
+        Ok(Ok(v)) => Ok((user, v)),
+        Ok(Err(CheckError::Invalid)) => Err(otp_invalid()),
+        Ok(Err(CheckError::Store(e))) => Err(e.into()),
+        Err(e) => Err(ApiError::internal(e)),
+    }
+}
+
+/// Replaces the password using the mailed code: the code is used up, every refresh token of
+/// the user is revoked, and a "password changed" notice is mailed.
+#[utoipa::path(put, path = "/user/password/otp", tag = "password reset",
+    request_body = ResetWithOtpBody,
+    responses(
+        (status = 200, description = "Password replaced", body = Option<String>, example = json!(null)),
+        (status = 400, description = "Invalid input or password policy (a sentence)", body = ErrorBody),
+        (status = 401, description = "`OTP_INVALID_EXPIRED`", body = ErrorBody),
+        (status = 413, description = "`PAYLOAD_TOO_LARGE`", body = ErrorBody),
+        (status = 415, description = "`UNSUPPORTED_MEDIA_TYPE`", body = ErrorBody),
+    ))]
+pub async fn reset_with_otp(
+    state: web::Data<AppState>,
+    body: JsonBody<ResetWithOtpBody>,
+) -> Result<HttpResponse, ApiError> {
+    let email = input::email(&body.0.user_email)?;
+    let code = input::otp("otp", &body.0.otp)?;
+    let password = input::new_password(&body.0.new_password)?;
+
+    let (user, verified) = check_reset_code(&state, email, code).await?;
+    let hash = state.hasher.hash(password).await?;
+
+    // The notice goes out in the brand and language the code was requested in.
+    let origin = if state.settings.origin(&verified.origin).is_some() {
+        verified.origin.clone()
+    } else {
+        state.settings.mail.default_origin.clone()
+    };
+    let to = input::email(&user.email)?;
+    let changed_at = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string();
+    let notice = match state
+        .mailer
+        .send(Render {
+            origin,
+            kind: MailKind::PasswordChanged,
+            language: Some(verified.language.clone()),
+            to,
+            vars: serde_json::json!({ "changed_at": changed_at }),
+        })
+        .await
+    {
+        Ok(Ok(mail)) => Some(mail),
+        // The reset itself must not fail for want of a notice; the failure is counted and logged.
+        Ok(Err(e)) => {
+            tracing::error!(cause = %e, "password_changed notice could not be rendered");
+            None
+        }
+        Err(e) => return Err(ApiError::internal(e)),
+    };
+
+    let (user_id, otp_id, code_hash, max) = (
+        user.id,
+        verified.id,
+        verified.code_hash,
+        verified.max_attempts,
+    );
+    let done = state
+        .store
+        .run(move |c| {
+            c.transaction(|c| {
+                let now = now_ms();
+                if !otps::consume(c, otp_id, &code_hash, max, now)? {
+                    return Ok(false);
+                }
+                users::set_password(c, user_id, &hash)?;
+                // Refresh-token revocation joins this transaction with the tokens issue.
+                if let Some(mail) = &notice {
+                    outbox::enqueue(c, &mail.as_new_mail(now))?;
+                }
+                Ok(true)
+            })
+        })
+        .await?;
+    if !done {
+        return Err(otp_invalid());
+    }
+    state.mailer.do_send(authd_mail::Wake);
+    tracing::info!(user_id, "password reset with an emailed code");
+    Ok(json_ok(&()))
+}

@@ -1,0 +1,56 @@
+//! The service's keys. From the configuration when given (always, in production); otherwise,
+//! in development, generated on first start and kept in the database, so restarts and every
+//! process on the same database agree on them.
+
+use anyhow::{bail, Context};
+use authd_settings::Settings;
+use authd_store::{secrets, Store};
+use rand::RngCore;
+use secrecy::ExposeSecret;
+
+/// Key material, never printed.
+pub struct Keys {
+    /// Keys the hashes of one-time codes and throttle keys, and (derived) the outbox
+    /// encryption key.
+    pub otp: Vec<u8>,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Keys(<redacted>)")
+    }
+}
+
+const MIN_KEY_BYTES: usize = 32;
+
+impl Keys {
+    pub async fn resolve(settings: &Settings, store: &Store) -> anyhow::Result<Self> {
+        let configured = settings.secrets.otp_key.expose_secret().as_bytes().to_vec();
+        let otp = if configured.is_empty() {
+            tracing::warn!("secrets.otp_key is not set: using a key generated for this database (development only)");
+            let now = chrono::Utc::now().timestamp_millis();
+            let hex_key = store
+                .run(move |c| {
+                    secrets::get_or_create(
+                        c,
+                        "otp_key",
+                        || {
+                            let mut k = [0u8; 32];
+                            rand::rngs::OsRng.fill_bytes(&mut k);
+                            hex::encode(k)
+                        },
+                        now,
+                    )
+                })
+                .await
+                .context("cannot load the generated development key")?;
+            hex_key.into_bytes()
+        } else {
+            configured
+        };
+        if otp.len() < MIN_KEY_BYTES {
+            bail!("configuration: secrets.otp_key must be at least {MIN_KEY_BYTES} bytes long");
+        }
+        Ok(Self { otp })
+    }
+}

@@ -1,0 +1,75 @@
+//! Writes each mail as one `.eml` file, atomically (a temporary file, then a rename), named so
+//! that a directory listing sorts by time: `<UTC time>-<outbox id>.eml`.
+
+use std::path::PathBuf;
+
+use authd_settings::FileSettings;
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
+
+use super::{BackendError, MailBackend, Outgoing, SendError};
+
+#[derive(Debug)]
+pub struct FileBackend {
+    dir: PathBuf,
+}
+
+impl FileBackend {
+    pub fn new(s: &FileSettings) -> Result<Self, BackendError> {
+        std::fs::create_dir_all(&s.dir)
+            .map_err(|e| BackendError(format!("cannot create {}: {e}", s.dir.display())))?;
+        Ok(Self { dir: s.dir.clone() })
+    }
+}
+
+fn file_name(mail: &Outgoing) -> String {
+    let at = chrono::DateTime::from_timestamp_millis(mail.created_at_ms).unwrap_or_default();
+    format!("{}-{:010}.eml", at.format("%Y%m%dT%H%M%S%.3fZ"), mail.id)
+}
+
+impl MailBackend for FileBackend {
+    fn name(&self) -> &'static str {
+        "file"
+    }
+
+    fn send<'a>(&'a self, mail: &'a Outgoing) -> BoxFuture<'a, Result<(), SendError>> {
+        let dir = self.dir.clone();
+        let name = file_name(mail);
+        let body = mail.envelope.message.clone().into_bytes();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let tmp = dir.join(format!(".{name}.tmp"));
+                std::fs::write(&tmp, &body)?;
+                std::fs::rename(&tmp, dir.join(&name))
+            })
+            .await
+            .map_err(|e| SendError::transient(e.to_string()))?
+            .map_err(|e| SendError::transient(format!("cannot write the mail file: {e}")))
+        }
+        .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::seal::Envelope;
+
+    #[test]
+    fn file_names_sort_by_time_then_id() {
+        let mk = |id, at| Outgoing {
+            id,
+            created_at_ms: at,
+            envelope: Envelope {
+                from: String::new(),
+                to: vec![],
+                message: String::new(),
+            },
+        };
+        let a = file_name(&mk(9, 1_700_000_000_000));
+        let b = file_name(&mk(10, 1_700_000_000_000));
+        let c = file_name(&mk(2, 1_700_000_000_001));
+        assert_eq!(a, "20231114T221320.000Z-0000000009.eml");
+        assert!(a < b && b < c);
+    }
+}

@@ -1,0 +1,80 @@
+//! Rendered parts → one RFC 5322 message (multipart/alternative: text and HTML) and its
+//! envelope.
+
+use lettre::message::{Mailbox, MultiPart};
+use lettre::Message;
+
+use crate::catalog::RenderedParts;
+use crate::seal::Envelope;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ComposeError {
+    #[error("invalid address in {field}: {cause}")]
+    Address { field: &'static str, cause: String },
+    #[error("cannot build the message: {0}")]
+    Build(String),
+}
+
+/// Checks an origin's sender addresses once, at start.
+pub fn check_addresses(from: &str, reply_to: &str) -> Result<(), ComposeError> {
+    from.parse::<Mailbox>().map_err(|e| ComposeError::Address {
+        field: "from",
+        cause: e.to_string(),
+    })?;
+    if !reply_to.is_empty() {
+        reply_to
+            .parse::<Mailbox>()
+            .map_err(|e| ComposeError::Address {
+                field: "reply_to",
+                cause: e.to_string(),
+            })?;
+    }
+    Ok(())
+}
+
+pub fn compose(
+    from: &str,
+    reply_to: &str,
+    to: &str,
+    parts: &RenderedParts,
+) -> Result<Envelope, ComposeError> {
+    let from: Mailbox =
+        from.parse()
+            .map_err(|e: lettre::address::AddressError| ComposeError::Address {
+                field: "from",
+                cause: e.to_string(),
+            })?;
+    let to: Mailbox =
+        to.parse()
+            .map_err(|e: lettre::address::AddressError| ComposeError::Address {
+                field: "to",
+                cause: e.to_string(),
+            })?;
+    let mut builder = Message::builder()
+        .from(from)
+        .to(to)
+        .subject(parts.subject.clone())
+        .message_id(None);
+    if !reply_to.is_empty() {
+        let reply: Mailbox = reply_to
+            .parse()
+            .map_err(|e: lettre::address::AddressError| ComposeError::Address {
+                field: "reply_to",
+                cause: e.to_string(),
+            })?;
+        builder = builder.reply_to(reply);
+    }
+    let message = builder
+        .multipart(MultiPart::alternative_plain_html(
+            parts.text.clone(),
+            parts.html.clone(),
+        ))
+        .map_err(|e| ComposeError::Build(e.to_string()))?;
+    let envelope = message.envelope();
+    Ok(Envelope {
+        from: envelope.from().map(ToString::to_string).unwrap_or_default(),
+        to: envelope.to().iter().map(ToString::to_string).collect(),
+        message: String::from_utf8(message.formatted())
+            .map_err(|e| ComposeError::Build(e.to_string()))?,
+    })
+}

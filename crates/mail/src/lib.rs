@@ -1,0 +1,17 @@
+#![doc = include_str!("../README.md")]
+
+pub mod backend;
+mod catalog;
+mod compose;
+mod forbidden;
+mod kind;
+mod mailer;
+mod seal;
+
+pub use backend::{MailBackend, SendError};
+pub use catalog::{Catalog, RenderedParts, TemplateError};
+pub use compose::ComposeError;
+pub use forbidden::ForbiddenDomains;
+pub use kind::MailKind;
+pub use mailer::{Drain, Mailer, MailerError, PreparedMail, Render, RenderError, Wake};
+pub use seal::{Envelope, Sealer};

@@ -1,0 +1,488 @@
+//! The Mailer actor. It owns the template catalog, the per-origin backends and the delivery
+//! loop of this process.
+//!
+//! - `Render` turns (origin, kind, language, recipient, variables) into a sealed message ready
+//!   for the outbox, or a template error (counted in `auth_mail_template_failures_total`).
+//! - `Wake` starts a delivery round now (callers send it after committing a mail).
+//! - `Drain` stops the loop after the round in flight, for a clean shutdown.
+//!
+//! A round claims due outbox rows (leased, so other processes skip them), sends them with
+//! bounded concurrency, and marks each sent, retry-at (exponential backoff with jitter) or dead.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use authd_domain::Email;
+use authd_settings::{MailSettings, OriginSettings};
+use authd_store::{outbox, Store};
+use authd_telemetry::names;
+use futures_util::StreamExt;
+use rand::Rng;
+use tokio::sync::oneshot;
+
+use crate::backend::{self, MailBackend, Outgoing};
+use crate::catalog::{Catalog, TemplateError};
+use crate::compose::{check_addresses, compose, ComposeError};
+use crate::seal::Sealer;
+use crate::MailKind;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MailerError {
+    #[error("origin {origin}: {cause}")]
+    Origin { origin: String, cause: String },
+    #[error(transparent)]
+    Catalog(#[from] crate::catalog::CatalogError),
+}
+
+struct OriginRuntime {
+    settings: OriginSettings,
+    backend: Arc<dyn MailBackend>,
+}
+
+struct Shared {
+    catalog: Catalog,
+    origins: BTreeMap<String, OriginRuntime>,
+    sealer: Sealer,
+    store: Store,
+    cfg: MailSettings,
+    /// Identifies this process's leases in the outbox.
+    worker: String,
+}
+
+pub struct Mailer {
+    shared: Arc<Shared>,
+    running: bool,
+    again: bool,
+    draining: bool,
+    waiting: Vec<oneshot::Sender<()>>,
+}
+
+impl std::fmt::Debug for Mailer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mailer")
+            .field("worker", &self.shared.worker)
+            .field("running", &self.running)
+            .finish()
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Mailer {
+    /// Builds the backends of every enabled origin and checks their addresses; any problem
+    /// stops the start.
+    pub fn new(
+        cfg: &MailSettings,
+        origins: &BTreeMap<String, OriginSettings>,
+        catalog: Catalog,
+        sealer: Sealer,
+        store: Store,
+    ) -> Result<Self, MailerError> {
+        let mut built = BTreeMap::new();
+        for (name, o) in origins.iter().filter(|(_, o)| o.enabled) {
+            let err = |cause: String| MailerError::Origin {
+                origin: name.clone(),
+                cause,
+            };
+            check_addresses(&o.from, &o.reply_to).map_err(|e| err(e.to_string()))?;
+            let settings = o
+                .backend()
+                .ok_or_else(|| err("its backend has no settings table".into()))?;
+            let backend = backend::build(settings).map_err(|e| err(e.to_string()))?;
+            built.insert(
+                name.clone(),
+                OriginRuntime {
+                    settings: o.clone(),
+                    backend,
+                },
+            );
+        }
+        let shared = Shared {
+            catalog,
+            origins: built,
+            sealer,
+            store,
+            cfg: cfg.clone(),
+            worker: uuid::Uuid::new_v4().simple().to_string(),
+        };
+        Ok(Self {
+            shared: Arc::new(shared),
+            running: false,
+            again: false,
+            draining: false,
+            waiting: Vec::new(),
+        })
+    }
+
+    /// Every mail metric exists from the start, at zero, for each origin and kind, so alerts
+    /// can be written before the first failure.
+    fn register_metrics(&self) {
+        for (origin, rt) in &self.shared.origins {
+            let backend = rt.backend.name();
+            for kind in MailKind::ALL {
+                let (o, k) = (origin.clone(), kind.as_str());
+                metrics::counter!(names::MAIL_SENT_TOTAL, "origin" => o.clone(), "backend" => backend, "kind" => k).absolute(0);
+                for permanent in ["true", "false"] {
+                    metrics::counter!(names::MAIL_FAILURES_TOTAL, "origin" => o.clone(), "backend" => backend, "kind" => k, "permanent" => permanent)
+                        .absolute(0);
+                }
+                for reason in ["missing", "render"] {
+                    metrics::counter!(names::MAIL_TEMPLATE_FAILURES_TOTAL, "origin" => o.clone(), "kind" => k, "reason" => reason)
+                        .absolute(0);
+                }
+            }
+        }
+        metrics::gauge!(names::MAIL_OUTBOX_PENDING).set(0.0);
+        metrics::gauge!(names::MAIL_OUTBOX_DEAD).set(0.0);
+    }
+
+    fn start_round(&mut self, ctx: &mut Context<Self>) {
+        if self.draining {
+            return;
+        }
+        if self.running {
+            self.again = true;
+            return;
+        }
+        self.running = true;
+        let shared = self.shared.clone();
+        ctx.spawn(
+            async move { deliver_round(&shared).await }
+                .into_actor(self)
+                .map(|full, act, ctx| {
+                    act.running = false;
+                    for w in act.waiting.drain(..) {
+                        let _ = w.send(());
+                    }
+                    if (act.again || full) && !act.draining {
+                        act.again = false;
+                        act.start_round(ctx);
+                    }
+                }),
+        );
+    }
+}
+
+impl Actor for Mailer {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.register_metrics();
+        let every = Duration::from_millis(self.shared.cfg.poll_interval_ms.max(10));
+        ctx.run_interval(every, |act, ctx| act.start_round(ctx));
+        self.start_round(ctx);
+    }
+}
+
+/// Renders a mail for the outbox.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<PreparedMail, RenderError>")]
+pub struct Render {
+    pub origin: String,
+    pub kind: MailKind,
+    /// The requested language; `None` means the origin's default.
+    pub language: Option<String>,
+    pub to: Email,
+    /// Template variables (an object). `product_name` and `email` are added here.
+    pub vars: serde_json::Value,
+}
+
+/// A rendered, sealed mail: what `store::outbox::enqueue` needs.
+#[derive(Debug, Clone)]
+pub struct PreparedMail {
+    pub origin: String,
+    pub kind: MailKind,
+    pub backend: &'static str,
+    pub recipient_masked: String,
+    pub payload: String,
+    /// The language actually used.
+    pub language: String,
+}
+
+impl PreparedMail {
+    pub fn as_new_mail(&self, now_ms: i64) -> outbox::NewMail<'_> {
+        outbox::NewMail {
+            origin: &self.origin,
+            kind: self.kind.as_str(),
+            backend: self.backend,
+            recipient_masked: &self.recipient_masked,
+            payload: &self.payload,
+            now_ms,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("unknown origin")]
+    UnknownOrigin,
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error(transparent)]
+    Compose(#[from] ComposeError),
+}
+
+impl Handler<Render> for Mailer {
+    type Result = Result<PreparedMail, RenderError>;
+
+    fn handle(&mut self, msg: Render, _: &mut Self::Context) -> Self::Result {
+        let rt = self
+            .shared
+            .origins
+            .get(&msg.origin)
+            .ok_or(RenderError::UnknownOrigin)?;
+        let o = &rt.settings;
+        let mut vars = match msg.vars {
+            serde_json::Value::Object(map) => map,
+            _ => serde_json::Map::new(),
+        };
+        vars.insert("product_name".into(), o.product_name.clone().into());
+        vars.insert("email".into(), msg.to.as_str().into());
+        let language = msg.language.as_deref().unwrap_or(&o.default_language);
+        let parts = self
+            .shared
+            .catalog
+            .render(&msg.origin, msg.kind, language, &o.default_language, &vars)
+            .inspect_err(|e| {
+                metrics::counter!(names::MAIL_TEMPLATE_FAILURES_TOTAL, "origin" => msg.origin.clone(), "kind" => msg.kind.as_str(), "reason" => e.reason())
+                    .increment(1);
+                tracing::error!(origin = %msg.origin, kind = msg.kind.as_str(), language, cause = %e, "mail template failure");
+            })?;
+        let envelope = compose(&o.from, &o.reply_to, msg.to.as_str(), &parts)?;
+        Ok(PreparedMail {
+            origin: msg.origin,
+            kind: msg.kind,
+            backend: rt.backend.name(),
+            recipient_masked: msg.to.masked(),
+            payload: self.shared.sealer.seal(&envelope),
+            language: parts.language,
+        })
+    }
+}
+
+/// Starts a delivery round now.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Wake;
+
+impl Handler<Wake> for Mailer {
+    type Result = ();
+
+    fn handle(&mut self, _: Wake, ctx: &mut Self::Context) {
+        self.start_round(ctx);
+    }
+}
+
+/// Stops the delivery loop; resolves when the round in flight has finished.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Drain;
+
+impl Handler<Drain> for Mailer {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Drain, _: &mut Self::Context) -> Self::Result {
+        self.draining = true;
+        if !self.running {
+            return Box::pin(async {});
+        }
+        let (tx, rx) = oneshot::channel();
+        self.waiting.push(tx);
+        Box::pin(async move {
+            let _ = rx.await;
+        })
+    }
+}
+
+/// Backoff before attempt `attempts + 1`: doubling from the initial delay up to the cap, with
+/// "equal jitter" (a random point in the upper half) so retries from many mails spread out.
+fn backoff(cfg: &MailSettings, attempts: i32) -> Duration {
+    let exp = u32::try_from(attempts.saturating_sub(1).clamp(0, 30)).unwrap_or(30);
+    let base = cfg.backoff_initial_ms.saturating_mul(1u64 << exp);
+    let capped = base.min(cfg.backoff_max_secs.saturating_mul(1000)).max(1);
+    let half = capped / 2;
+    Duration::from_millis(half + rand::thread_rng().gen_range(0..=capped - half))
+}
+
+/// One round: claim, send, record. Returns true when the batch was full (more may be due).
+async fn deliver_round(shared: &Arc<Shared>) -> bool {
+    let (worker, lease, batch) = (
+        shared.worker.clone(),
+        i64::try_from(shared.cfg.lease_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
+        i64::from(shared.cfg.batch_size),
+    );
+    let claimed = match shared
+        .store
+        .run(move |c| outbox::claim(c, &worker, now_ms(), lease, batch))
+        .await
+    {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::warn!(cause = %e, "outbox: cannot claim mails; will retry");
+            return false;
+        }
+    };
+    let full = claimed.len() as i64 >= batch;
+    futures_util::stream::iter(claimed)
+        .for_each_concurrent(shared.cfg.concurrency, |row| deliver_one(shared, row))
+        .await;
+    update_gauges(shared).await;
+    full
+}
+
+async fn update_gauges(shared: &Arc<Shared>) {
+    let counts = shared
+        .store
+        .run(|c| {
+            Ok((
+                outbox::count_by_status(c, outbox::PENDING)?,
+                outbox::count_by_status(c, outbox::DEAD)?,
+            ))
+        })
+        .await;
+    if let Ok((pending, dead)) = counts {
+        metrics::gauge!(names::MAIL_OUTBOX_PENDING).set(pending as f64);
+        metrics::gauge!(names::MAIL_OUTBOX_DEAD).set(dead as f64);
+    }
+}
+
+async fn deliver_one(shared: &Arc<Shared>, row: outbox::Claimed) {
+    let id = row.id;
+    let Some(rt) = shared.origins.get(&row.origin) else {
+        return finish(
+            shared,
+            &row,
+            "unknown",
+            Err(crate::SendError::permanent(
+                "origin is no longer configured",
+            )),
+        )
+        .await;
+    };
+    let backend = rt.backend.name();
+    let opened = row
+        .payload
+        .as_deref()
+        .ok_or_else(|| crate::SendError::permanent("payload missing"))
+        .and_then(|p| {
+            shared
+                .sealer
+                .open(p)
+                .map_err(|e| crate::SendError::permanent(e.to_string()))
+        });
+    let result = match opened {
+        Ok(envelope) => {
+            let mail = Outgoing {
+                id,
+                created_at_ms: row.created_at_ms,
+                envelope,
+            };
+            match tokio::time::timeout(
+                Duration::from_secs(shared.cfg.send_timeout_secs),
+                rt.backend.send(&mail),
+            )
+            .await
+            {
+                Ok(r) => r,
+                Err(_) => Err(crate::SendError::transient("send timed out")),
+            }
+        }
+        Err(e) => Err(e),
+    };
+    finish(shared, &row, backend, result).await;
+}
+
+async fn finish(
+    shared: &Arc<Shared>,
+    row: &outbox::Claimed,
+    backend: &'static str,
+    result: Result<(), crate::SendError>,
+) {
+    let (id, worker, now) = (row.id, shared.worker.clone(), now_ms());
+    let labels_origin = row.origin.clone();
+    let kind = MailKind::parse(&row.kind).map_or("unknown", MailKind::as_str);
+    let recorded = match result {
+        Ok(()) => {
+            metrics::counter!(names::MAIL_SENT_TOTAL, "origin" => labels_origin, "backend" => backend, "kind" => kind).increment(1);
+            metrics::histogram!(names::MAIL_DELIVERY_SECONDS)
+                .record((now - row.created_at_ms).max(0) as f64 / 1000.0);
+            tracing::info!(outbox_id = id, kind, to = %row.recipient_masked, attempts = row.attempts, "mail delivered");
+            shared
+                .store
+                .run(move |c| outbox::mark_sent(c, id, &worker, now))
+                .await
+        }
+        Err(e) => {
+            let dead = e.permanent
+                || row.attempts >= i32::try_from(shared.cfg.max_attempts).unwrap_or(i32::MAX);
+            metrics::counter!(names::MAIL_FAILURES_TOTAL, "origin" => labels_origin, "backend" => backend, "kind" => kind, "permanent" => if e.permanent { "true" } else { "false" })
+                .increment(1);
+            let message = e.message.clone();
+            if dead {
+                tracing::error!(outbox_id = id, kind, to = %row.recipient_masked, attempts = row.attempts, cause = %message, "mail is dead: giving up");
+                shared
+                    .store
+                    .run(move |c| outbox::mark_dead(c, id, &worker, &message))
+                    .await
+            } else {
+                let wait = backoff(&shared.cfg, row.attempts);
+                tracing::warn!(outbox_id = id, kind, to = %row.recipient_masked, attempts = row.attempts, retry_in_ms = wait.as_millis() as u64, cause = %message, "mail delivery failed; will retry");
+                let next = now + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 2);
+                shared
+                    .store
+                    .run(move |c| outbox::mark_retry(c, id, &worker, next, &message))
+                    .await
+            }
+        }
+    };
+    match recorded {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(
+            outbox_id = id,
+            "outbox: lease was taken over before the result was recorded"
+        ),
+        Err(e) => {
+            tracing::error!(outbox_id = id, cause = %e, "outbox: cannot record the delivery result; the lease will expire and the mail be retried")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> MailSettings {
+        MailSettings {
+            default_origin: "default".into(),
+            default_language: "en".into(),
+            templates_dir: "t".into(),
+            forbidden_domains: vec![],
+            allowed_domains: vec![],
+            poll_interval_ms: 1000,
+            concurrency: 1,
+            batch_size: 1,
+            max_attempts: 8,
+            backoff_initial_ms: 2000,
+            backoff_max_secs: 900,
+            lease_secs: 60,
+            send_timeout_secs: 5,
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_stops_at_the_cap() {
+        let c = cfg();
+        for _ in 0..100 {
+            let first = backoff(&c, 1).as_millis();
+            assert!((1000..=2000).contains(&first), "{first}");
+            let third = backoff(&c, 3).as_millis();
+            assert!((4000..=8000).contains(&third), "{third}");
+            let late = backoff(&c, 30).as_millis();
+            assert!((450_000..=900_000).contains(&late), "{late}");
+        }
+    }
+}

@@ -1,0 +1,327 @@
+#![doc = include_str!("../README.md")]
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use authd_domain::Email;
+use authd_mail::{MailKind, Mailer, Render, RenderError, Wake};
+use authd_store::{otps, outbox, Store, StoreError};
+use authd_telemetry::names;
+use hmac::{Hmac, Mac};
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+use rand::Rng;
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+/// What a code is for. Codes of one purpose never satisfy another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Purpose {
+    PasswordReset,
+}
+
+impl Purpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PasswordReset => "password_reset",
+        }
+    }
+}
+
+pub struct OtpIssuer {
+    store: Store,
+    key: Vec<u8>,
+    lifetime: Duration,
+    max_attempts: u32,
+    mailer: Addr<Mailer>,
+}
+
+impl std::fmt::Debug for OtpIssuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OtpIssuer")
+            .field("lifetime", &self.lifetime)
+            .field("max_attempts", &self.max_attempts)
+            .finish()
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// A fresh 6-digit code, uniform over 000000–999999, from the OS CSPRNG.
+fn generate_code() -> String {
+    format!("{:06}", rand::rngs::OsRng.gen_range(0..1_000_000u32))
+}
+
+/// The keyed hash stored for a code, bound to its user and purpose.
+fn code_hash(key: &[u8], user_id: i64, purpose: Purpose, code: &str) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    mac.update(purpose.as_str().as_bytes());
+    mac.update(&[0]);
+    mac.update(&user_id.to_be_bytes());
+    mac.update(code.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Fills `{email}` and `{otp}` in a link pattern, URL-encoded.
+pub fn fill_link(pattern: &str, email: &str, code: &str) -> String {
+    pattern
+        .replace(
+            "{email}",
+            &utf8_percent_encode(email, NON_ALPHANUMERIC).to_string(),
+        )
+        .replace(
+            "{otp}",
+            &utf8_percent_encode(code, NON_ALPHANUMERIC).to_string(),
+        )
+}
+
+impl OtpIssuer {
+    pub fn new(
+        store: Store,
+        key: &[u8],
+        lifetime: Duration,
+        max_attempts: u32,
+        mailer: Addr<Mailer>,
+    ) -> Self {
+        Self {
+            store,
+            key: key.to_vec(),
+            lifetime,
+            max_attempts,
+            mailer,
+        }
+    }
+}
+
+impl Actor for OtpIssuer {
+    type Context = Context<Self>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("mailer unavailable: {0}")]
+    Mailer(#[from] MailboxError),
+}
+
+/// Issues a code for a user and mails it, in one transaction with its outbox row.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), IssueError>")]
+pub struct Issue {
+    pub user_id: i64,
+    pub purpose: Purpose,
+    pub to: Email,
+    pub origin: String,
+    pub language: Option<String>,
+    pub kind: MailKind,
+    /// Link pattern with `{email}` and `{otp}`, if the mail carries a link.
+    pub link: Option<String>,
+}
+
+fn mail_vars(code: &str, link: Option<&str>, lifetime: Duration) -> serde_json::Value {
+    serde_json::json!({
+        "code": code,
+        "link": link,
+        "expires_minutes": lifetime.as_secs().div_ceil(60),
+    })
+}
+
+impl Handler<Issue> for OtpIssuer {
+    type Result = ResponseFuture<Result<(), IssueError>>;
+
+    fn handle(&mut self, msg: Issue, _: &mut Self::Context) -> Self::Result {
+        let code = generate_code();
+        let hash = code_hash(&self.key, msg.user_id, msg.purpose, &code);
+        let link = msg
+            .link
+            .as_deref()
+            .map(|p| fill_link(p, msg.to.as_str(), &code));
+        let vars = mail_vars(&code, link.as_deref(), self.lifetime);
+        let (store, mailer, lifetime) = (self.store.clone(), self.mailer.clone(), self.lifetime);
+        Box::pin(async move {
+            let prepared = mailer
+                .send(Render {
+                    origin: msg.origin.clone(),
+                    kind: msg.kind,
+                    language: msg.language,
+                    to: msg.to,
+                    vars,
+                })
+                .await??;
+            let (user_id, purpose) = (msg.user_id, msg.purpose);
+            store
+                .run(move |c| {
+                    use authd_store::Connection;
+                    c.transaction(|c| {
+                        let now = now_ms();
+                        otps::replace(
+                            c,
+                            &otps::NewOtp {
+                                user_id,
+                                purpose: purpose.as_str(),
+                                code_hash: &hash,
+                                expires_at_ms: now
+                                    + i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX / 2),
+                                now_ms: now,
+                                origin: &prepared.origin,
+                                language: &prepared.language,
+                                target: None,
+                            },
+                        )?;
+                        outbox::enqueue(c, &prepared.as_new_mail(now))
+                    })
+                })
+                .await?;
+            metrics::counter!(names::OTP_ISSUED_TOTAL, "purpose" => purpose.as_str()).increment(1);
+            mailer.do_send(Wake);
+            Ok(())
+        })
+    }
+}
+
+/// Renders the same mail an `Issue` would, and stores nothing: the work done for an address
+/// that has no account, so that its answer (including a template failure) and its cost look
+/// the same as for a real one.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), IssueError>")]
+pub struct Decoy {
+    pub to: Email,
+    pub origin: String,
+    pub language: Option<String>,
+    pub kind: MailKind,
+    pub link: Option<String>,
+}
+
+impl Handler<Decoy> for OtpIssuer {
+    type Result = ResponseFuture<Result<(), IssueError>>;
+
+    fn handle(&mut self, msg: Decoy, _: &mut Self::Context) -> Self::Result {
+        let code = generate_code();
+        let _ = code_hash(&self.key, 0, Purpose::PasswordReset, &code);
+        let link = msg
+            .link
+            .as_deref()
+            .map(|p| fill_link(p, msg.to.as_str(), &code));
+        let vars = mail_vars(&code, link.as_deref(), self.lifetime);
+        let mailer = self.mailer.clone();
+        Box::pin(async move {
+            mailer
+                .send(Render {
+                    origin: msg.origin,
+                    kind: msg.kind,
+                    language: msg.language,
+                    to: msg.to,
+                    vars,
+                })
+                .await??;
+            Ok(())
+        })
+    }
+}
+
+/// A code that matched: what the caller needs to consume it inside its own transaction
+/// (`store::otps::consume(id, code_hash)`), and the origin and language it was issued with.
+#[derive(Debug, Clone)]
+pub struct VerifiedOtp {
+    pub id: i64,
+    pub code_hash: String,
+    pub origin: String,
+    pub language: String,
+    pub target: Option<String>,
+    pub max_attempts: i32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error("the code is wrong, expired or used up")]
+    Invalid,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Checks a code without using it up; a wrong guess is counted.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<VerifiedOtp, CheckError>")]
+pub struct Check {
+    pub user_id: i64,
+    pub purpose: Purpose,
+    pub code: String,
+}
+
+impl Handler<Check> for OtpIssuer {
+    type Result = ResponseFuture<Result<VerifiedOtp, CheckError>>;
+
+    fn handle(&mut self, msg: Check, _: &mut Self::Context) -> Self::Result {
+        let candidate = code_hash(&self.key, msg.user_id, msg.purpose, &msg.code);
+        let store = self.store.clone();
+        let max = i32::try_from(self.max_attempts).unwrap_or(i32::MAX);
+        let purpose = msg.purpose;
+        Box::pin(async move {
+            let user_id = msg.user_id;
+            let row = store
+                .run(move |c| otps::find_live(c, user_id, purpose.as_str(), max, now_ms()))
+                .await?;
+            let outcome = |o: &'static str| {
+                metrics::counter!(names::OTP_CHECKS_TOTAL, "purpose" => purpose.as_str(), "outcome" => o).increment(1);
+            };
+            let Some(row) = row else {
+                outcome("absent");
+                return Err(CheckError::Invalid);
+            };
+            if bool::from(row.code_hash.as_bytes().ct_eq(candidate.as_bytes())) {
+                outcome("valid");
+                return Ok(VerifiedOtp {
+                    id: row.id,
+                    code_hash: row.code_hash,
+                    origin: row.origin,
+                    language: row.language,
+                    target: row.target,
+                    max_attempts: max,
+                });
+            }
+            let id = row.id;
+            let attempts = store.run(move |c| otps::record_failure(c, id, max)).await?;
+            outcome(if attempts >= max { "burnt" } else { "wrong" });
+            Err(CheckError::Invalid)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_six_digits_and_vary() {
+        let codes: std::collections::HashSet<String> = (0..200).map(|_| generate_code()).collect();
+        assert!(codes
+            .iter()
+            .all(|c| c.len() == 6 && c.bytes().all(|b| b.is_ascii_digit())));
+        assert!(codes.len() > 190);
+    }
+
+    #[test]
+    fn hashes_are_bound_to_user_purpose_and_key() {
+        let h = code_hash(b"k", 1, Purpose::PasswordReset, "123456");
+        assert_ne!(h, code_hash(b"k", 2, Purpose::PasswordReset, "123456"));
+        assert_ne!(h, code_hash(b"other", 1, Purpose::PasswordReset, "123456"));
+        assert!(!h.contains("123456"));
+    }
+
+    #[test]
+    fn links_carry_url_encoded_values() {
+        assert_eq!(
+            fill_link(
+                "https://app/reset?email={email}&otp={otp}",
+                "a+b@x.org",
+                "012345"
+            ),
+            "https://app/reset?email=a%2Bb%40x%2Eorg&otp=012345"
+        );
+    }
+}

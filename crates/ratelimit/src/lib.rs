@@ -1,0 +1,204 @@
+#![doc = include_str!("../README.md")]
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use actix::prelude::*;
+use authd_store::{limits, Store, StoreError};
+use authd_telemetry::names;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+/// The named limits. The name is the metric label and the database key prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Limit {
+    /// Password-reset mails per address.
+    ResetMail,
+}
+
+impl Limit {
+    pub const ALL: &'static [Limit] = &[Limit::ResetMail];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ResetMail => "reset_mail",
+        }
+    }
+}
+
+/// At most `max` per key per `window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    pub max: u32,
+    pub window: Duration,
+}
+
+/// Proof that one unit of a limit was taken; hand it back with [`GiveBack`] when the work it
+/// paid for could not be done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Permit {
+    limit: Limit,
+    key_hash: String,
+    window_start_ms: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LimitError {
+    #[error("limit reached; retry after {0:?}")]
+    Denied(Duration),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct RateLimiter {
+    store: Store,
+    key: Vec<u8>,
+    policies: HashMap<Limit, Policy>,
+    /// (limit, key hash) → refused until (ms since the epoch).
+    denied: HashMap<(Limit, String), i64>,
+    denied_cap: usize,
+}
+
+impl std::fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimiter")
+            .field("policies", &self.policies)
+            .field("denied", &self.denied.len())
+            .finish()
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl RateLimiter {
+    pub fn new(
+        store: Store,
+        key: &[u8],
+        policies: HashMap<Limit, Policy>,
+        denied_cap: usize,
+    ) -> Self {
+        Self {
+            store,
+            key: key.to_vec(),
+            policies,
+            denied: HashMap::new(),
+            denied_cap,
+        }
+    }
+
+    /// A keyed hash of the key, so neither the database nor memory holds raw addresses.
+    fn key_hash(&self, limit: Limit, key: &str) -> String {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        mac.update(limit.as_str().as_bytes());
+        mac.update(&[0]);
+        mac.update(key.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    fn remember_denied(&mut self, limit: Limit, key_hash: String, until_ms: i64) {
+        if self.denied.len() >= self.denied_cap {
+            let now = now_ms();
+            self.denied.retain(|_, until| *until > now);
+        }
+        if self.denied.len() < self.denied_cap {
+            self.denied.insert((limit, key_hash), until_ms);
+        }
+    }
+}
+
+impl Actor for RateLimiter {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _: &mut Self::Context) {
+        for limit in Limit::ALL {
+            metrics::counter!(names::THROTTLE_HITS_TOTAL, "limit" => limit.as_str()).absolute(0);
+        }
+    }
+}
+
+fn denied(limit: Limit, until_ms: i64, now: i64) -> LimitError {
+    metrics::counter!(names::THROTTLE_HITS_TOTAL, "limit" => limit.as_str()).increment(1);
+    LimitError::Denied(Duration::from_millis(
+        u64::try_from(until_ms - now).unwrap_or(0),
+    ))
+}
+
+/// Takes one unit of `limit` for `key` (e.g. an email address).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Permit, LimitError>")]
+pub struct Acquire {
+    pub limit: Limit,
+    pub key: String,
+}
+
+impl Handler<Acquire> for RateLimiter {
+    type Result = ResponseActFuture<Self, Result<Permit, LimitError>>;
+
+    fn handle(&mut self, msg: Acquire, _: &mut Self::Context) -> Self::Result {
+        let limit = msg.limit;
+        let key_hash = self.key_hash(limit, &msg.key);
+        let now = now_ms();
+        if let Some(&until) = self.denied.get(&(limit, key_hash.clone())) {
+            if until > now {
+                return Box::pin(fut::ready(Err(denied(limit, until, now))));
+            }
+            self.denied.remove(&(limit, key_hash.clone()));
+        }
+        let Some(policy) = self.policies.get(&limit).copied() else {
+            tracing::error!(limit = limit.as_str(), "no policy configured; refusing");
+            return Box::pin(fut::ready(Err(LimitError::Denied(Duration::from_secs(60)))));
+        };
+        let store = self.store.clone();
+        let hash = key_hash.clone();
+        let max = i32::try_from(policy.max).unwrap_or(i32::MAX);
+        let window = millis(policy.window);
+        Box::pin(
+            async move {
+                store
+                    .run(move |c| limits::take(c, limit.as_str(), &hash, max, window, now))
+                    .await
+            }
+            .into_actor(self)
+            .map(move |res, act, _| match res? {
+                limits::Take::Granted { window_start_ms } => Ok(Permit {
+                    limit,
+                    key_hash,
+                    window_start_ms,
+                }),
+                limits::Take::Denied { until_ms } => {
+                    act.remember_denied(limit, key_hash, until_ms);
+                    Err(denied(limit, until_ms, now))
+                }
+            }),
+        )
+    }
+}
+
+/// Returns a unit taken with [`Acquire`].
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct GiveBack(pub Permit);
+
+impl Handler<GiveBack> for RateLimiter {
+    type Result = ResponseFuture<Result<(), StoreError>>;
+
+    fn handle(&mut self, msg: GiveBack, _: &mut Self::Context) -> Self::Result {
+        let p = msg.0;
+        self.denied.remove(&(p.limit, p.key_hash.clone()));
+        let store = self.store.clone();
+        Box::pin(async move {
+            store
+                .run(move |c| {
+                    limits::give_back(c, p.limit.as_str(), &p.key_hash, p.window_start_ms)
+                })
+                .await
+        })
+    }
+}

@@ -1,0 +1,179 @@
+//! The transactional outbox. A mail is inserted in the same transaction as the state change
+//! that caused it; delivery loops in any number of processes claim due rows with a lease, so
+//! each mail is sent by one of them, and a crashed process's claims return after the lease.
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Integer, Nullable, Text};
+
+use crate::backend::{sql, Backend};
+use crate::schema::outbox;
+use crate::{AnyConnection, StoreError};
+
+pub const PENDING: &str = "pending";
+pub const SENT: &str = "sent";
+pub const DEAD: &str = "dead";
+
+#[derive(Debug, Clone)]
+pub struct NewMail<'a> {
+    pub origin: &'a str,
+    pub kind: &'a str,
+    pub backend: &'a str,
+    pub recipient_masked: &'a str,
+    /// The encrypted envelope and message.
+    pub payload: &'a str,
+    pub now_ms: i64,
+}
+
+pub fn enqueue(conn: &mut AnyConnection, mail: &NewMail<'_>) -> Result<(), StoreError> {
+    diesel::insert_into(outbox::table)
+        .values((
+            outbox::origin.eq(mail.origin),
+            outbox::kind.eq(mail.kind),
+            outbox::backend.eq(mail.backend),
+            outbox::recipient_masked.eq(mail.recipient_masked),
+            outbox::payload.eq(mail.payload),
+            outbox::status.eq(PENDING),
+            outbox::attempts.eq(0),
+            outbox::next_attempt_at_ms.eq(mail.now_ms),
+            outbox::created_at_ms.eq(mail.now_ms),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// A row claimed for delivery by one worker.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct Claimed {
+    #[diesel(sql_type = BigInt)]
+    pub id: i64,
+    #[diesel(sql_type = Text)]
+    pub origin: String,
+    #[diesel(sql_type = Text)]
+    pub kind: String,
+    #[diesel(sql_type = Text)]
+    pub backend: String,
+    #[diesel(sql_type = Text)]
+    pub recipient_masked: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub payload: Option<String>,
+    /// Including this claim.
+    #[diesel(sql_type = Integer)]
+    pub attempts: i32,
+    #[diesel(sql_type = BigInt)]
+    pub created_at_ms: i64,
+}
+
+/// Claims up to `batch` due rows for `worker` until `now_ms + lease_ms`, counting the attempt.
+/// PostgreSQL skips rows other workers are claiming right now (`FOR UPDATE SKIP LOCKED`);
+/// SQLite has a single writer, so the statement is atomic as it is.
+pub fn claim(
+    conn: &mut AnyConnection,
+    worker: &str,
+    now_ms: i64,
+    lease_ms: i64,
+    batch: i64,
+) -> Result<Vec<Claimed>, StoreError> {
+    let lock = match conn.backend() {
+        Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+        Backend::Sqlite => "",
+    };
+    let text = format!(
+        "UPDATE outbox SET lease_until_ms = $1, leased_by = $2, attempts = attempts + 1 \
+         WHERE id IN (SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at_ms <= $3 \
+                      AND (lease_until_ms IS NULL OR lease_until_ms <= $3) ORDER BY id LIMIT $4 {lock}) \
+         RETURNING id, origin, kind, backend, recipient_masked, payload, attempts, created_at_ms"
+    );
+    Ok(sql(conn, &text)
+        .bind::<BigInt, _>(now_ms + lease_ms)
+        .bind::<Text, _>(worker)
+        .bind::<BigInt, _>(now_ms)
+        .bind::<BigInt, _>(batch)
+        .load(conn)?)
+}
+
+/// The rows a worker still holds: its lease, not yet finished. A worker whose lease ran out
+/// and was taken over changes nothing.
+macro_rules! mine {
+    ($id:expr, $worker:expr) => {
+        outbox::table
+            .filter(outbox::id.eq($id))
+            .filter(outbox::leased_by.eq($worker))
+            .filter(outbox::status.eq(PENDING))
+    };
+}
+
+/// Delivered: the message is erased (it may hold a code), the row kept for the record.
+pub fn mark_sent(
+    conn: &mut AnyConnection,
+    id: i64,
+    worker: &str,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let n = diesel::update(mine!(id, worker))
+        .set((
+            outbox::status.eq(SENT),
+            outbox::payload.eq(None::<String>),
+            outbox::sent_at_ms.eq(now_ms),
+            outbox::lease_until_ms.eq(None::<i64>),
+            outbox::last_error.eq(None::<String>),
+        ))
+        .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// A transient failure: try again at `next_at_ms`.
+pub fn mark_retry(
+    conn: &mut AnyConnection,
+    id: i64,
+    worker: &str,
+    next_at_ms: i64,
+    error: &str,
+) -> Result<bool, StoreError> {
+    let n = diesel::update(mine!(id, worker))
+        .set((
+            outbox::next_attempt_at_ms.eq(next_at_ms),
+            outbox::lease_until_ms.eq(None::<i64>),
+            outbox::last_error.eq(error),
+        ))
+        .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// Given up: kept with its payload for inspection and replay, counted as dead.
+pub fn mark_dead(
+    conn: &mut AnyConnection,
+    id: i64,
+    worker: &str,
+    error: &str,
+) -> Result<bool, StoreError> {
+    let n = diesel::update(mine!(id, worker))
+        .set((
+            outbox::status.eq(DEAD),
+            outbox::lease_until_ms.eq(None::<i64>),
+            outbox::last_error.eq(error),
+        ))
+        .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// Rows per status, for the gauges.
+pub fn count_by_status(conn: &mut AnyConnection, status: &str) -> Result<i64, StoreError> {
+    Ok(outbox::table
+        .filter(outbox::status.eq(status))
+        .count()
+        .get_result(conn)?)
+}
+
+/// Puts dead mails back in the queue (operator action after fixing the cause).
+pub fn requeue_dead(conn: &mut AnyConnection, now_ms: i64) -> Result<usize, StoreError> {
+    Ok(
+        diesel::update(outbox::table.filter(outbox::status.eq(DEAD)))
+            .set((
+                outbox::status.eq(PENDING),
+                outbox::attempts.eq(0),
+                outbox::next_attempt_at_ms.eq(now_ms),
+                outbox::leased_by.eq(None::<String>),
+            ))
+            .execute(conn)?,
+    )
+}
