@@ -10,3 +10,4 @@ mod errors;
 mod metrics;
 mod openapi;
 mod ops;
+mod password_reset;

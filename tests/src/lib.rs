@@ -208,9 +208,18 @@ impl TestApp {
             ("AUTHD__LOG__LEVEL".into(), "warn".into()),
             ("AUTHD__MAIL__TEMPLATES_DIR".into(), templates_dir()),
             ("AUTHD__MAIL__POLL_INTERVAL_MS".into(), "100".into()),
-            ("AUTHD__ORIGINS__DEFAULT__FILE__DIR".into(), db.dir().join("mail").display().to_string()),
-            ("AUTHD__ORIGINS__ACME__FILE__DIR".into(), db.dir().join("mail-acme").display().to_string()),
-            ("AUTHD__SECRETS__OTP_KEY".into(), "test-otp-key-0123456789abcdef0123456789".into()),
+            (
+                "AUTHD__ORIGINS__DEFAULT__FILE__DIR".into(),
+                db.dir().join("mail").display().to_string(),
+            ),
+            (
+                "AUTHD__ORIGINS__ACME__FILE__DIR".into(),
+                db.dir().join("mail-acme").display().to_string(),
+            ),
+            (
+                "AUTHD__SECRETS__OTP_KEY".into(),
+                "test-otp-key-0123456789abcdef0123456789".into(),
+            ),
         ]);
         for (k, v) in overrides {
             env.insert((*k).to_owned(), (*v).to_owned());
@@ -278,6 +287,115 @@ impl TestApp {
         self.send(req).await
     }
 
+    /// Mails the file backend wrote for an origin so far, oldest first.
+    pub fn mails_of(&self, origin: &str) -> Vec<Mail> {
+        let dir = if origin == "default" {
+            self.db.dir().join("mail")
+        } else {
+            self.db.dir().join(format!("mail-{origin}"))
+        };
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        files.retain(|p| p.extension().is_some_and(|e| e == "eml"));
+        files.sort();
+        files
+            .into_iter()
+            .map(|f| {
+                let raw = std::fs::read_to_string(&f).expect("mail file");
+                Mail::parse(f, raw)
+            })
+            .collect()
+    }
+
+    pub fn mails(&self) -> Vec<Mail> {
+        self.mails_of("default")
+    }
+
+    /// Waits (polling, up to 10 s) until the default origin has `n` mails, and returns them.
+    pub async fn wait_for_mails(&self, n: usize) -> Vec<Mail> {
+        self.wait_for_mails_of("default", n).await
+    }
+
+    pub async fn wait_for_mails_of(&self, origin: &str, n: usize) -> Vec<Mail> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let mails = self.mails_of(origin);
+            if mails.len() >= n || std::time::Instant::now() > deadline {
+                assert_eq!(mails.len(), n, "mails delivered for {origin}");
+                return mails;
+            }
+            actix_rt::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Creates an account directly in the database (with the production hashing code).
+    pub async fn create_user(&self, email: &str, password: &str) -> i64 {
+        let store = self.store();
+        let email = authd_domain::Email::parse(email).expect("valid email");
+        let password = authd_domain::Password::parse(password).expect("valid password");
+        let hash =
+            authd_domain::PasswordHash::create(&password, &authd_domain::Argon2Params::default())
+                .expect("hash");
+        store
+            .run(move |c| authd_store::users::create(c, &email, Some(&hash)))
+            .await
+            .expect("user created")
+            .id
+    }
+
+    /// True when the stored password of `email` verifies against `password`.
+    pub async fn password_verifies(&self, email: &str, password: &str) -> bool {
+        let email = authd_domain::Email::parse(email).expect("valid email");
+        let user = self
+            .store()
+            .run(move |c| authd_store::users::find_by_email(c, &email))
+            .await
+            .expect("query")
+            .expect("user exists");
+        user.password_hash()
+            .expect("hash parses")
+            .expect("has a password")
+            .verify(password)
+            .expect("verify")
+    }
+
+    /// A second connection pool on the test's database, for checks behind the API's back.
+    pub fn store(&self) -> authd_store::Store {
+        let settings = Sources {
+            config_dir: Some(self.db.dir()),
+            file: None,
+            env: Some(self.env.clone()),
+        }
+        .load()
+        .expect("settings")
+        .settings;
+        authd_store::Store::open(&authd_store::StoreOptions::from_settings(&settings))
+    }
+
+    pub async fn reset_send(&self, email: &str, query: &str) -> Reply {
+        self.post_json(
+            &format!("/user/password/reset/send{query}"),
+            &serde_json::json!({ "email": email }),
+        )
+        .await
+    }
+
+    pub async fn reset_validate(&self, email: &str, otp: &str) -> Reply {
+        self.post_json(
+            "/user/password/reset/validate",
+            &serde_json::json!({ "email": email, "otp": otp }),
+        )
+        .await
+    }
+
+    pub async fn reset_password(&self, email: &str, otp: &str, new_password: &str) -> Reply {
+        let body =
+            serde_json::json!({ "userEmail": email, "otp": otp, "newPassword": new_password });
+        self.send(self.client.put(self.url("/user/password/otp")).json(&body))
+            .await
+    }
+
     pub async fn healthz(&self) -> Reply {
         self.get("/healthz").await
     }
@@ -299,6 +417,52 @@ impl TestApp {
             .expect("metrics");
         assert_eq!(res.status(), 200);
         res.text().await.expect("metrics body")
+    }
+}
+
+/// A delivered mail, parsed by a standard mail parser.
+#[derive(Debug, Clone)]
+pub struct Mail {
+    pub file: PathBuf,
+    pub raw: String,
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+impl Mail {
+    pub fn parse(file: PathBuf, raw: String) -> Self {
+        let msg = mail_parser::MessageParser::default()
+            .parse(raw.as_bytes())
+            .expect("an RFC 5322 message");
+        let to = msg
+            .to()
+            .and_then(|a| a.first())
+            .and_then(|a| a.address())
+            .unwrap_or_default()
+            .to_owned();
+        let subject = msg.subject().unwrap_or_default().to_owned();
+        let text = msg.body_text(0).map(|t| t.into_owned()).unwrap_or_default();
+        let html = msg.body_html(0).map(|t| t.into_owned()).unwrap_or_default();
+        Self {
+            file,
+            raw,
+            to,
+            subject,
+            text,
+            html,
+        }
+    }
+
+    /// The 6-digit code: the text part shows it alone on its line.
+    pub fn code(&self) -> String {
+        self.text
+            .lines()
+            .map(str::trim)
+            .find(|l| l.len() == 6 && l.bytes().all(|b| b.is_ascii_digit()))
+            .unwrap_or_else(|| panic!("no code line in {}", self.text))
+            .to_owned()
     }
 }
 
