@@ -11,3 +11,4 @@ mod metrics;
 mod openapi;
 mod ops;
 mod password_reset;
+mod templates;

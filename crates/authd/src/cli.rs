@@ -36,6 +36,38 @@ pub enum Command {
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Check the mail templates.
+    #[command(subcommand)]
+    Templates(TemplatesCommand),
+    /// Work with mails.
+    #[command(subcommand)]
+    Mail(MailCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TemplatesCommand {
+    /// Render every origin × kind × language with example values; list gaps and failures.
+    /// Exits non-zero when a configured language has no template or a template fails.
+    Check,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MailCommand {
+    /// Print one rendered mail (RFC 5322) with example values.
+    Preview {
+        #[arg(long, default_value = "default")]
+        origin: String,
+        /// password_reset, password_changed, ...
+        #[arg(long)]
+        kind: String,
+        /// Two letters; the origin's default when absent.
+        #[arg(long)]
+        language: Option<String>,
+        #[arg(long, default_value = "ann@example.org")]
+        to: String,
+    },
+    /// Put dead mails back in the queue (after fixing what killed them).
+    RequeueDead,
 }
 
 #[derive(Debug, Subcommand)]
@@ -187,4 +219,94 @@ pub fn config_summary(loaded: &Loaded) -> String {
             "disabled"
         },
     )
+}
+
+/// `authd templates check`: one line per origin × kind × language; `Err` lists the problems.
+pub fn templates_check(settings: &Settings) -> anyhow::Result<String> {
+    use authd_mail::MailKind;
+    let catalog = crate::load_catalog(settings)?;
+    let mut out = String::new();
+    let mut problems = Vec::new();
+    for (name, origin) in settings.origins.iter().filter(|(_, o)| o.enabled) {
+        for kind in MailKind::ALL {
+            for lang in &origin.languages {
+                let line = if !catalog.has_exact(name, *kind, lang) {
+                    problems.push(format!("{name} {} {lang}: no template", kind.as_str()));
+                    "MISSING"
+                } else {
+                    let to = Email::parse("ann@example.org").map_err(|e| anyhow!("{e}"))?;
+                    match authd_mail::render_mail(
+                        &catalog,
+                        name,
+                        origin,
+                        *kind,
+                        Some(lang),
+                        &to,
+                        authd_mail::sample_vars(*kind),
+                    ) {
+                        Ok(_) => "ok",
+                        Err(e) => {
+                            problems.push(format!("{name} {} {lang}: {e}", kind.as_str()));
+                            "FAILED"
+                        }
+                    }
+                };
+                out.push_str(&format!("{line:<8} {name} {} {lang}\n", kind.as_str()));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(out.trim_end().to_owned())
+    } else {
+        bail!(
+            "{}\n{} problem(s):\n  {}",
+            out.trim_end(),
+            problems.len(),
+            problems.join("\n  ")
+        )
+    }
+}
+
+/// `authd mail preview`: the whole message as it would be queued.
+pub fn mail_preview(
+    settings: &Settings,
+    origin: &str,
+    kind: &str,
+    language: Option<&str>,
+    to: &str,
+) -> anyhow::Result<String> {
+    let catalog = crate::load_catalog(settings)?;
+    let o = settings
+        .origin(origin)
+        .ok_or_else(|| anyhow!("no enabled origin named {origin:?}"))?;
+    let kind = authd_mail::MailKind::parse(kind).ok_or_else(|| {
+        let known: Vec<&str> = authd_mail::MailKind::ALL
+            .iter()
+            .map(|k| k.as_str())
+            .collect();
+        anyhow!(
+            "unknown mail kind {kind:?}; known kinds: {}",
+            known.join(", ")
+        )
+    })?;
+    let to = email(to)?;
+    let (envelope, _) = authd_mail::render_mail(
+        &catalog,
+        origin,
+        o,
+        kind,
+        language,
+        &to,
+        authd_mail::sample_vars(kind),
+    )?;
+    Ok(envelope.message)
+}
+
+/// `authd mail requeue-dead`.
+pub fn mail_requeue_dead(settings: &Settings) -> anyhow::Result<String> {
+    let store = authd_store::Store::open(&authd_store::StoreOptions::from_settings(settings));
+    store.migrate().context("cannot prepare the database")?;
+    let mut conn = store.conn()?;
+    let n = authd_store::outbox::requeue_dead(&mut conn, chrono::Utc::now().timestamp_millis())?;
+    Ok(format!("requeued {n} dead mail(s)"))
 }

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command, ConfigCommand};
+use crate::cli::{Cli, Command, ConfigCommand, MailCommand, TemplatesCommand};
 use crate::Application;
 
 /// Parses the command line, runs the command, and turns a failure into one line on stderr
@@ -37,6 +37,32 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::User(cmd) => {
             println!("{}", crate::cli::run_user(&loaded.settings, &cmd)?);
+            Ok(())
+        }
+        Command::Templates(TemplatesCommand::Check) => {
+            println!("{}", crate::cli::templates_check(&loaded.settings)?);
+            Ok(())
+        }
+        Command::Mail(MailCommand::Preview {
+            origin,
+            kind,
+            language,
+            to,
+        }) => {
+            print!(
+                "{}",
+                crate::cli::mail_preview(
+                    &loaded.settings,
+                    &origin,
+                    &kind,
+                    language.as_deref(),
+                    &to
+                )?
+            );
+            Ok(())
+        }
+        Command::Mail(MailCommand::RequeueDead) => {
+            println!("{}", crate::cli::mail_requeue_dead(&loaded.settings)?);
             Ok(())
         }
         Command::Config(ConfigCommand::Check) => {

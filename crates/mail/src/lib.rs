@@ -13,5 +13,7 @@ pub use catalog::{Catalog, RenderedParts, TemplateError};
 pub use compose::ComposeError;
 pub use forbidden::ForbiddenDomains;
 pub use kind::MailKind;
-pub use mailer::{Drain, Mailer, MailerError, PreparedMail, Render, RenderError, Wake};
+pub use mailer::{
+    render_mail, sample_vars, Drain, Mailer, MailerError, PreparedMail, Render, RenderError, Wake,
+};
 pub use seal::{Envelope, Sealer};

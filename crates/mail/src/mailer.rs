@@ -226,6 +226,45 @@ pub enum RenderError {
     Compose(#[from] ComposeError),
 }
 
+/// Renders and composes one mail for an origin: the work shared by the Mailer and the CLI's
+/// `mail preview`. Returns the envelope and the language actually used.
+pub fn render_mail(
+    catalog: &Catalog,
+    origin_name: &str,
+    origin: &OriginSettings,
+    kind: MailKind,
+    language: Option<&str>,
+    to: &Email,
+    vars: serde_json::Value,
+) -> Result<(crate::Envelope, String), RenderError> {
+    let mut vars = match vars {
+        serde_json::Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    };
+    vars.insert("product_name".into(), origin.product_name.clone().into());
+    vars.insert("email".into(), to.as_str().into());
+    let language = language.unwrap_or(&origin.default_language);
+    let parts = catalog.render(origin_name, kind, language, &origin.default_language, &vars).inspect_err(|e| {
+        metrics::counter!(names::MAIL_TEMPLATE_FAILURES_TOTAL, "origin" => origin_name.to_owned(), "kind" => kind.as_str(), "reason" => e.reason())
+            .increment(1);
+        tracing::error!(origin = origin_name, kind = kind.as_str(), language, cause = %e, "mail template failure");
+    })?;
+    let envelope = compose(&origin.from, &origin.reply_to, to.as_str(), &parts)?;
+    Ok((envelope, parts.language))
+}
+
+/// Example values for every variable a kind's templates may use, for previews and checks.
+pub fn sample_vars(kind: MailKind) -> serde_json::Value {
+    match kind {
+        MailKind::PasswordReset => serde_json::json!({
+            "code": "123456",
+            "link": "https://app.example.org/reset?email=ann%40example.org&otp=123456",
+            "expires_minutes": 10,
+        }),
+        MailKind::PasswordChanged => serde_json::json!({ "changed_at": "2026-11-26 22:40 UTC" }),
+    }
+}
+
 impl Handler<Render> for Mailer {
     type Result = Result<PreparedMail, RenderError>;
 
@@ -235,31 +274,22 @@ impl Handler<Render> for Mailer {
             .origins
             .get(&msg.origin)
             .ok_or(RenderError::UnknownOrigin)?;
-        let o = &rt.settings;
-        let mut vars = match msg.vars {
-            serde_json::Value::Object(map) => map,
-            _ => serde_json::Map::new(),
-        };
-        vars.insert("product_name".into(), o.product_name.clone().into());
-        vars.insert("email".into(), msg.to.as_str().into());
-        let language = msg.language.as_deref().unwrap_or(&o.default_language);
-        let parts = self
-            .shared
-            .catalog
-            .render(&msg.origin, msg.kind, language, &o.default_language, &vars)
-            .inspect_err(|e| {
-                metrics::counter!(names::MAIL_TEMPLATE_FAILURES_TOTAL, "origin" => msg.origin.clone(), "kind" => msg.kind.as_str(), "reason" => e.reason())
-                    .increment(1);
-                tracing::error!(origin = %msg.origin, kind = msg.kind.as_str(), language, cause = %e, "mail template failure");
-            })?;
-        let envelope = compose(&o.from, &o.reply_to, msg.to.as_str(), &parts)?;
+        let (envelope, language) = render_mail(
+            &self.shared.catalog,
+            &msg.origin,
+            &rt.settings,
+            msg.kind,
+            msg.language.as_deref(),
+            &msg.to,
+            msg.vars,
+        )?;
         Ok(PreparedMail {
             origin: msg.origin,
             kind: msg.kind,
             backend: rt.backend.name(),
             recipient_masked: msg.to.masked(),
             payload: self.shared.sealer.seal(&envelope),
-            language: parts.language,
+            language,
         })
     }
 }
