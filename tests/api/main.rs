@@ -11,4 +11,5 @@ mod metrics;
 mod openapi;
 mod ops;
 mod password_reset;
+mod store;
 mod templates;

@@ -64,6 +64,7 @@ impl Application {
         let prometheus = authd_telemetry::prometheus().map_err(anyhow::Error::msg)?;
 
         let keys = keys::Keys::resolve(&settings, &store).await?;
+        spawn_housekeeping(&settings, store.clone());
         let actors = start_actors(&settings, &store, &keys)?;
         let mailer = actors.mailer.clone();
         let state = web::Data::new(AppState {
@@ -190,6 +191,34 @@ pub fn load_catalog(settings: &Settings) -> anyhow::Result<authd_mail::Catalog> 
         &settings.mail.templates_dir,
         &settings.mail.default_language,
     )?)
+}
+
+/// Sweeps expired rows every `database.housekeeping_interval_secs` on this arbiter.
+fn spawn_housekeeping(settings: &Settings, store: Store) {
+    let every = Duration::from_secs(settings.database.housekeeping_interval_secs.max(1));
+    let longest_window = Duration::from_secs(settings.limits.reset_mail.window_secs);
+    let keep_sent =
+        Duration::from_secs(settings.database.keep_sent_mail_days.saturating_mul(86_400));
+    actix_web::rt::spawn(async move {
+        let mut ticks = actix_web::rt::time::interval(every);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            let now = chrono::Utc::now().timestamp_millis();
+            let (w, k) = (ms(longest_window), ms(keep_sent));
+            match store
+                .run(move |c| authd_store::housekeeping::sweep(c, now, w, k))
+                .await
+            {
+                Ok(swept) => tracing::debug!(?swept, "housekeeping"),
+                Err(e) => tracing::warn!(cause = %e, "housekeeping failed; will retry"),
+            }
+        }
+    });
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
 }
 
 struct Actors {

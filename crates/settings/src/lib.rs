@@ -206,6 +206,8 @@ pub struct DatabaseSettings {
     pub pool_max_size: u32,
     pub connect_timeout_secs: u64,
     pub sqlite_busy_timeout_ms: u64,
+    pub housekeeping_interval_secs: u64,
+    pub keep_sent_mail_days: u64,
     pub migrate_on_start: bool,
 }
 

@@ -61,13 +61,24 @@ impl AnyConnection {
         let path = path.to_string_lossy();
         let mut conn =
             SqliteConnection::establish(&path).map_err(diesel::r2d2::Error::ConnectionError)?;
+        // busy_timeout first, so everything after it waits for locks instead of failing.
         conn.batch_execute(&format!(
-            "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-             PRAGMA foreign_keys = ON;",
+            "PRAGMA busy_timeout = {}; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
             busy_timeout.as_millis()
         ))
         .map_err(diesel::r2d2::Error::QueryError)?;
         Ok(Self::Sqlite(conn))
+    }
+
+    /// Switches a SQLite file to WAL once, before the pool opens connections: the mode is
+    /// stored in the file, and changing it while other connections start races for the lock.
+    pub(crate) fn init_sqlite(
+        path: &Path,
+        busy_timeout: Duration,
+    ) -> Result<(), diesel::r2d2::Error> {
+        let mut conn = Self::open_sqlite(path, busy_timeout)?;
+        conn.batch_execute("PRAGMA journal_mode = WAL;")
+            .map_err(diesel::r2d2::Error::QueryError)
     }
 
     pub(crate) fn open_postgres(url: &str) -> Result<Self, diesel::r2d2::Error> {

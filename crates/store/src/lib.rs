@@ -2,6 +2,7 @@
 
 mod backend;
 mod error;
+pub mod housekeeping;
 pub mod limits;
 pub mod otps;
 pub mod outbox;

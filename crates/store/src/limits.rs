@@ -82,17 +82,3 @@ pub fn give_back(
     .execute(conn)?;
     Ok(())
 }
-
-/// Drops windows that ended before `before_ms` (housekeeping; correctness never depends on it).
-pub fn purge_expired(
-    conn: &mut AnyConnection,
-    limit: &str,
-    before_ms: i64,
-) -> Result<usize, StoreError> {
-    Ok(diesel::delete(
-        rate_limits::table
-            .filter(rate_limits::limit_name.eq(limit))
-            .filter(rate_limits::window_start_ms.lt(before_ms)),
-    )
-    .execute(conn)?)
-}

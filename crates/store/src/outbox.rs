@@ -177,3 +177,13 @@ pub fn requeue_dead(conn: &mut AnyConnection, now_ms: i64) -> Result<usize, Stor
             .execute(conn)?,
     )
 }
+
+/// Removes delivered rows sent before `before_ms` (housekeeping).
+pub fn purge_sent(conn: &mut AnyConnection, before_ms: i64) -> Result<usize, StoreError> {
+    Ok(diesel::delete(
+        outbox::table
+            .filter(outbox::status.eq(SENT))
+            .filter(outbox::sent_at_ms.lt(before_ms)),
+    )
+    .execute(conn)?)
+}

@@ -81,8 +81,13 @@ impl Store {
     /// Builds the pool without waiting for the database, so that `serve` can start and report
     /// "not ready" while the database is away. Use [`Store::check`] for a fail-fast start.
     pub fn open(opts: &StoreOptions) -> Self {
-        let backend = match opts.url {
-            DatabaseUrl::Sqlite(_) => Backend::Sqlite,
+        let backend = match &opts.url {
+            DatabaseUrl::Sqlite(path) => {
+                if let Err(e) = AnyConnection::init_sqlite(path, opts.sqlite_busy_timeout) {
+                    tracing::warn!(cause = %e, "cannot switch the SQLite file to WAL mode");
+                }
+                Backend::Sqlite
+            }
             DatabaseUrl::Postgres(_) => Backend::Postgres,
         };
         let pool = Pool::builder()

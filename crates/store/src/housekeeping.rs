@@ -1,0 +1,36 @@
+//! Removal of rows that no longer mean anything: ended throttle windows, expired codes,
+//! delivered mails past their keeping time.
+
+use diesel::prelude::*;
+
+use crate::schema::rate_limits;
+use crate::{otps, outbox, AnyConnection, StoreError};
+
+/// What one sweep removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    pub windows: usize,
+    pub codes: usize,
+    pub mails: usize,
+}
+
+/// One sweep. `longest_window_ms` is the longest configured throttle window: a row whose
+/// window started before `now - longest` can no longer refuse anything.
+pub fn sweep(
+    conn: &mut AnyConnection,
+    now_ms: i64,
+    longest_window_ms: i64,
+    keep_sent_ms: i64,
+) -> Result<Swept, StoreError> {
+    let windows = diesel::delete(
+        rate_limits::table.filter(rate_limits::window_start_ms.lt(now_ms - longest_window_ms)),
+    )
+    .execute(conn)?;
+    let codes = otps::purge_expired(conn, now_ms)?;
+    let mails = outbox::purge_sent(conn, now_ms - keep_sent_ms)?;
+    Ok(Swept {
+        windows,
+        codes,
+        mails,
+    })
+}
