@@ -150,7 +150,7 @@ fn email(raw: &str) -> anyhow::Result<Email> {
 /// Runs an operator command against the database (the store's connection is synchronous;
 /// no server is running).
 pub fn run_user(settings: &Settings, cmd: &UserCommand) -> anyhow::Result<String> {
-    let store = authd_store::Store::open(&authd_store::StoreOptions::from_settings(settings));
+    let store = authd_store::Store::open(&authd_store::StoreOptions::for_command(settings));
     store.migrate().context("cannot prepare the database")?;
     let mut conn = store.conn()?;
     match cmd {
@@ -304,7 +304,7 @@ pub fn mail_preview(
 
 /// `authd mail requeue-dead`.
 pub fn mail_requeue_dead(settings: &Settings) -> anyhow::Result<String> {
-    let store = authd_store::Store::open(&authd_store::StoreOptions::from_settings(settings));
+    let store = authd_store::Store::open(&authd_store::StoreOptions::for_command(settings));
     store.migrate().context("cannot prepare the database")?;
     let mut conn = store.conn()?;
     let n = authd_store::outbox::requeue_dead(&mut conn, chrono::Utc::now().timestamp_millis())?;

@@ -28,9 +28,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(loaded),
         Command::Migrate => {
-            let store = authd_store::Store::open(&authd_store::StoreOptions::from_settings(
-                &loaded.settings,
-            ));
+            let store =
+                authd_store::Store::open(&authd_store::StoreOptions::for_command(&loaded.settings));
             let applied = store.migrate()?;
             println!("applied {} migration(s)", applied.len());
             Ok(())

@@ -15,15 +15,29 @@ pub struct StoreOptions {
     pub pool_max_size: u32,
     pub connect_timeout: Duration,
     pub sqlite_busy_timeout: Duration,
+    /// Idle connections the pool keeps open (and opens in the background). Short-lived
+    /// commands use 0: a connection being opened by the pool's thread while the process
+    /// exits can crash inside libpq.
+    pub min_idle: u32,
 }
 
 impl StoreOptions {
+    /// For one-shot commands (CLI): no background connections.
+    pub fn for_command(s: &authd_settings::Settings) -> Self {
+        Self {
+            min_idle: 0,
+            pool_max_size: 1,
+            ..Self::from_settings(s)
+        }
+    }
+
     pub fn from_settings(s: &authd_settings::Settings) -> Self {
         Self {
             url: s.database_url(),
             pool_max_size: s.database.pool_max_size,
             connect_timeout: Duration::from_secs(s.database.connect_timeout_secs),
             sqlite_busy_timeout: Duration::from_millis(s.database.sqlite_busy_timeout_ms),
+            min_idle: 1,
         }
     }
 }
@@ -92,7 +106,7 @@ impl Store {
         };
         let pool = Pool::builder()
             .max_size(opts.pool_max_size)
-            .min_idle(Some(1))
+            .min_idle(Some(opts.min_idle))
             .connection_timeout(opts.connect_timeout)
             .test_on_check_out(false)
             .build_unchecked(Manager {

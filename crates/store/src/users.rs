@@ -7,6 +7,11 @@ use diesel::prelude::*;
 use crate::schema::users;
 use crate::{AnyConnection, StoreError};
 
+diesel::define_sql_function! {
+    /// SQL `lower()`: lookups by address go through the unique index on `lower(email)`.
+    fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
+}
+
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = users)]
 pub struct User {
@@ -52,7 +57,7 @@ pub fn create(
             ))
             .execute(conn)?;
         Ok(users::table
-            .filter(users::email.eq(email.as_str()))
+            .filter(lower(users::email).eq(email.as_str()))
             .select(User::as_select())
             .first(conn)?)
     })
@@ -60,7 +65,7 @@ pub fn create(
 
 pub fn find_by_email(conn: &mut AnyConnection, email: &Email) -> Result<Option<User>, StoreError> {
     Ok(users::table
-        .filter(users::email.eq(email.as_str()))
+        .filter(lower(users::email).eq(email.as_str()))
         .select(User::as_select())
         .first(conn)
         .optional()?)
@@ -87,7 +92,7 @@ pub fn set_disabled(
     email: &Email,
     disabled: bool,
 ) -> Result<bool, StoreError> {
-    let n = diesel::update(users::table.filter(users::email.eq(email.as_str())))
+    let n = diesel::update(users::table.filter(lower(users::email).eq(email.as_str())))
         .set((users::disabled.eq(disabled), users::updated_at.eq(now())))
         .execute(conn)?;
     Ok(n == 1)
