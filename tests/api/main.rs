@@ -7,9 +7,11 @@
 mod cli;
 mod config;
 mod errors;
+mod mail_backends;
 mod metrics;
 mod openapi;
 mod ops;
 mod password_reset;
+mod replicas;
 mod store;
 mod templates;

@@ -5,6 +5,8 @@
 //! Its server URL comes from `AUTHD_TEST_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432`).
 
+pub mod smtp;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 

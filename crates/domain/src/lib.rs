@@ -2,6 +2,7 @@
 
 mod email;
 mod password;
+pub mod tokens;
 
 pub use email::{Email, EmailError, MAX_EMAIL_LEN};
 pub use password::{

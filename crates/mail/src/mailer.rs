@@ -173,7 +173,11 @@ impl Actor for Mailer {
     fn started(&mut self, ctx: &mut Self::Context) {
         self.register_metrics();
         let every = Duration::from_millis(self.shared.cfg.poll_interval_ms.max(10));
-        ctx.run_interval(every, |act, ctx| act.start_round(ctx));
+        ctx.run_interval(every, |act, ctx| {
+            act.start_round(ctx);
+            let shared = act.shared.clone();
+            ctx.spawn(async move { update_gauges(&shared).await }.into_actor(act));
+        });
         self.start_round(ctx);
     }
 }
@@ -343,7 +347,9 @@ async fn deliver_round(shared: &Arc<Shared>) -> bool {
     let (worker, lease, batch) = (
         shared.worker.clone(),
         i64::try_from(shared.cfg.lease_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
-        i64::from(shared.cfg.batch_size),
+        // Only as many as are sent at once: every claimed mail is on the wire right away, so
+        // its lease (at least twice the send timeout) cannot run out while it waits its turn.
+        i64::try_from(shared.cfg.concurrency).unwrap_or(1),
     );
     let claimed = match shared
         .store
@@ -360,10 +366,10 @@ async fn deliver_round(shared: &Arc<Shared>) -> bool {
     futures_util::stream::iter(claimed)
         .for_each_concurrent(shared.cfg.concurrency, |row| deliver_one(shared, row))
         .await;
-    update_gauges(shared).await;
     full
 }
 
+/// Refreshes the outbox gauges (two counts; run on the poll interval, not per round).
 async fn update_gauges(shared: &Arc<Shared>) {
     let counts = shared
         .store
@@ -494,7 +500,6 @@ mod tests {
             allowed_domains: vec![],
             poll_interval_ms: 1000,
             concurrency: 1,
-            batch_size: 1,
             max_attempts: 8,
             backoff_initial_ms: 2000,
             backoff_max_secs: 900,

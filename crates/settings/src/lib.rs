@@ -61,7 +61,6 @@ pub struct MailSettings {
     pub allowed_domains: Vec<String>,
     pub poll_interval_ms: u64,
     pub concurrency: usize,
-    pub batch_size: u32,
     pub max_attempts: u32,
     pub backoff_initial_ms: u64,
     pub backoff_max_secs: u64,
@@ -485,10 +484,16 @@ impl Settings {
                 "must be two lower-case letters",
             ));
         }
-        if self.mail.concurrency == 0 || self.mail.batch_size == 0 || self.mail.max_attempts == 0 {
+        if self.mail.lease_secs < self.mail.send_timeout_secs.saturating_mul(2) {
+            return Err(invalid(
+                "mail.lease_secs".into(),
+                "must be at least twice mail.send_timeout_secs, or another process could take over a mail being sent",
+            ));
+        }
+        if self.mail.concurrency == 0 || self.mail.max_attempts == 0 {
             return Err(invalid(
                 "mail".into(),
-                "concurrency, batch_size and max_attempts must be at least 1",
+                "concurrency and max_attempts must be at least 1",
             ));
         }
         for (name, o) in self.origins.iter().filter(|(_, o)| o.enabled) {

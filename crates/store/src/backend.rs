@@ -13,6 +13,9 @@ use crate::StoreError;
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
 
+/// The advisory lock key that serialises migrations across processes ("authd" in ASCII).
+const MIGRATION_LOCK: i64 = 0x6175_7468_64;
+
 /// A connection to whichever database `database.url` names. Queries are written once against
 /// this type.
 #[derive(diesel::MultiConnection)]
@@ -94,14 +97,28 @@ impl AnyConnection {
         }
     }
 
-    /// Applies pending migrations and returns the versions applied.
+    /// Applies pending migrations and returns the versions applied. On PostgreSQL a
+    /// session advisory lock makes replicas that start together take turns (the others then
+    /// find nothing pending); SQLite's write lock does the same for its single file.
     pub fn run_migrations(&mut self) -> Result<Vec<String>, StoreError> {
         let applied = match self {
-            Self::Postgresql(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS),
-            Self::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS),
-        }
-        .map_err(|e| StoreError::Migration(e.to_string()))?;
-        Ok(applied.into_iter().map(|v| v.to_string()).collect())
+            Self::Postgresql(c) => {
+                c.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))?;
+                let result = c
+                    .run_pending_migrations(POSTGRES_MIGRATIONS)
+                    .map(|v| v.into_iter().map(|v| v.to_string()).collect::<Vec<_>>());
+                let unlocked =
+                    c.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"));
+                let applied = result.map_err(|e| StoreError::Migration(e.to_string()))?;
+                unlocked?;
+                applied
+            }
+            Self::Sqlite(c) => c
+                .run_pending_migrations(SQLITE_MIGRATIONS)
+                .map(|v| v.into_iter().map(|v| v.to_string()).collect())
+                .map_err(|e| StoreError::Migration(e.to_string()))?,
+        };
+        Ok(applied)
     }
 
     pub fn has_pending_migrations(&mut self) -> Result<bool, StoreError> {

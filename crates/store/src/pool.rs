@@ -15,9 +15,9 @@ pub struct StoreOptions {
     pub pool_max_size: u32,
     pub connect_timeout: Duration,
     pub sqlite_busy_timeout: Duration,
-    /// Idle connections the pool keeps open (and opens in the background). Short-lived
-    /// commands use 0: a connection being opened by the pool's thread while the process
-    /// exits can crash inside libpq.
+    /// Idle connections the pool opens ahead of need, in a background thread. Kept at 0: a
+    /// connection being opened by that thread while the process exits can crash inside
+    /// libpq (seen as a segfault after a failed start).
     pub min_idle: u32,
 }
 
@@ -37,7 +37,7 @@ impl StoreOptions {
             pool_max_size: s.database.pool_max_size,
             connect_timeout: Duration::from_secs(s.database.connect_timeout_secs),
             sqlite_busy_timeout: Duration::from_millis(s.database.sqlite_busy_timeout_ms),
-            min_idle: 1,
+            min_idle: 0,
         }
     }
 }
