@@ -14,7 +14,7 @@ const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migration
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
 
 /// The advisory lock key that serialises migrations across processes ("authd" in ASCII).
-const MIGRATION_LOCK: i64 = 0x6175_7468_64;
+const MIGRATION_LOCK: i64 = i64::from_be_bytes([0, 0, 0, b'a', b'u', b't', b'h', b'd']);
 
 /// A connection to whichever database `database.url` names. Queries are written once against
 /// this type.
