@@ -13,5 +13,6 @@ mod openapi;
 mod ops;
 mod password_reset;
 mod replicas;
+mod shutdown;
 mod store;
 mod templates;
