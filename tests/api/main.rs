@@ -16,3 +16,4 @@ mod replicas;
 mod shutdown;
 mod store;
 mod templates;
+mod tokens;

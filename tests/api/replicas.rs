@@ -407,3 +407,36 @@ fn now_ms() -> i64 {
     )
     .unwrap()
 }
+
+/// The password backoff lives in the database: failures counted by one replica block the
+/// account on the other, and a restart forgets nothing.
+#[actix_web::test]
+async fn the_password_backoff_holds_across_two_replicas_and_a_restart() {
+    let db = TestDb::create(Db::Postgres);
+    create_user(AUTHD, &db.url, "ann@example.org", PASSWORD);
+    let settings = [("AUTHD__LIMITS__PASSWORD_BACKOFF__INITIAL_WAIT_SECS", "30")];
+    let a = AuthdProcess::start(AUTHD, &db.url, &settings);
+    let mut b = AuthdProcess::start(AUTHD, &db.url, &settings);
+    let login = |password: &str| json!({ "username": "ann@example.org", "password": password });
+    for replica in [&a, &b, &a] {
+        replica
+            .post_json("/auth/login", &login("Wrong1password"))
+            .await
+            .assert_error(401, "PASSWORD_INCORRECT");
+    }
+    let res = b.post_json("/auth/login", &login(PASSWORD)).await;
+    res.assert_error(429, "TOO_MANY_FAILED_PASSWORD_CHECKS");
+    assert!(
+        (29..=30).contains(&res.json()["retryAfter"].as_u64().unwrap()),
+        "{}",
+        res.text
+    );
+    b.kill();
+    let c = AuthdProcess::start(AUTHD, &db.url, &settings);
+    c.post_json("/auth/login", &login(PASSWORD))
+        .await
+        .assert_error(429, "TOO_MANY_FAILED_PASSWORD_CHECKS");
+    a.post_json("/auth/login", &login(PASSWORD))
+        .await
+        .assert_error(429, "TOO_MANY_FAILED_PASSWORD_CHECKS");
+}

@@ -222,6 +222,10 @@ impl TestApp {
                 "AUTHD__SECRETS__OTP_KEY".into(),
                 "test-otp-key-0123456789abcdef0123456789".into(),
             ),
+            (
+                "AUTHD__SECRETS__SIGNING_KEY".into(),
+                authd_domain::tokens::TokenSigner::generate_pem().expect("a signing key"),
+            ),
         ]);
         for (k, v) in overrides {
             env.insert((*k).to_owned(), (*v).to_owned());
@@ -396,6 +400,57 @@ impl TestApp {
             serde_json::json!({ "userEmail": email, "otp": otp, "newPassword": new_password });
         self.send(self.client.put(self.url("/user/password/otp")).json(&body))
             .await
+    }
+
+    /// A signer holding this server's signing key, to mint tokens of any kind in tests.
+    pub fn signer(&self) -> authd_domain::tokens::TokenSigner {
+        authd_domain::tokens::TokenSigner::new(
+            "authd",
+            &self.env["AUTHD__SECRETS__SIGNING_KEY"],
+            &[],
+        )
+        .expect("signer")
+    }
+
+    pub async fn login(&self, username: &str, password: &str) -> Reply {
+        self.post_json(
+            "/auth/login",
+            &serde_json::json!({ "username": username, "password": password }),
+        )
+        .await
+    }
+
+    /// Logs in and returns the refresh token.
+    pub async fn login_ok(&self, username: &str, password: &str) -> String {
+        let res = self.login(username, password).await;
+        assert_eq!(res.status, 200, "login: {}", res.text);
+        assert_eq!(
+            res.header("content-type"),
+            Some("text/plain; charset=utf-8")
+        );
+        res.text
+    }
+
+    pub async fn get_with(&self, path: &str, token: &str) -> Reply {
+        self.send(self.client.get(self.url(path)).bearer_auth(token))
+            .await
+    }
+
+    pub async fn access_token(&self, refresh: &str) -> String {
+        let res = self.get_with("/auth/accesstoken", refresh).await;
+        assert_eq!(res.status, 200, "accesstoken: {}", res.text);
+        res.text
+    }
+
+    pub async fn change_password(&self, token: &str, old: &str, new: &str) -> Reply {
+        let body = serde_json::json!({ "oldPassword": old, "newPassword": new });
+        self.send(
+            self.client
+                .put(self.url("/user/password/old-password"))
+                .bearer_auth(token)
+                .json(&body),
+        )
+        .await
     }
 
     pub async fn healthz(&self) -> Reply {

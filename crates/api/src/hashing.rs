@@ -8,23 +8,38 @@ use tokio::sync::Semaphore;
 
 use crate::ApiError;
 
+fn hex_string(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[derive(Debug, Clone)]
 pub struct Hasher {
     params: Argon2Params,
     permits: Arc<Semaphore>,
+    /// Verified against when there is no account, so that case costs what a real check costs.
+    dummy: Arc<PasswordHash>,
 }
 
 impl Hasher {
-    pub fn new(params: Argon2Params, concurrency: usize) -> Self {
+    /// Builds the hasher and its dummy hash (one argon2 run, at start).
+    pub fn new(params: Argon2Params, concurrency: usize) -> Result<Self, PasswordHashError> {
         let n = if concurrency == 0 {
             std::thread::available_parallelism().map_or(2, usize::from)
         } else {
             concurrency
         };
-        Self {
+        let mut random = [0u8; 24];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut random);
+        let dummy = PasswordHash::create(&Password::verified(&hex_string(&random)), &params)?;
+        Ok(Self {
             params,
             permits: Arc::new(Semaphore::new(n)),
-        }
+            dummy: Arc::new(dummy),
+        })
+    }
+
+    pub fn dummy(&self) -> &PasswordHash {
+        &self.dummy
     }
 
     pub fn params(&self) -> &Argon2Params {

@@ -9,6 +9,7 @@ use authd_settings::Settings;
 use authd_store::Store;
 use serde::Serialize;
 
+pub mod auth;
 pub mod error;
 pub mod hashing;
 pub mod input;
@@ -32,6 +33,7 @@ pub struct AppState {
     pub mailer: actix::Addr<authd_mail::Mailer>,
     pub forbidden: authd_mail::ForbiddenDomains,
     pub hasher: Hasher,
+    pub signer: Arc<authd_domain::tokens::TokenSigner>,
 }
 
 /// A 200 with a JSON body, typed `application/json; charset=utf-8` as the contract says.

@@ -13,6 +13,10 @@ pub struct Keys {
     /// Keys the hashes of one-time codes and throttle keys, and (derived) the outbox
     /// encryption key.
     pub otp: Vec<u8>,
+    /// The Ed25519 private key (PKCS#8 PEM) that signs access, sudo and partial tokens.
+    pub signing_pem: String,
+    /// Older signing keys that still verify.
+    pub retired_pems: Vec<String>,
 }
 
 impl std::fmt::Debug for Keys {
@@ -51,6 +55,42 @@ impl Keys {
         if otp.len() < MIN_KEY_BYTES {
             bail!("configuration: secrets.otp_key must be at least {MIN_KEY_BYTES} bytes long");
         }
-        Ok(Self { otp })
+        let configured = settings
+            .secrets
+            .signing_key
+            .expose_secret()
+            .trim()
+            .to_owned();
+        let signing_pem = if configured.is_empty() {
+            tracing::warn!("secrets.signing_key is not set: using a key generated for this database (development only)");
+            let now = chrono::Utc::now().timestamp_millis();
+            store
+                .run(move |c| {
+                    secrets::get_or_create(
+                        c,
+                        "signing_key",
+                        || authd_domain::tokens::TokenSigner::generate_pem().unwrap_or_default(),
+                        now,
+                    )
+                })
+                .await
+                .context("cannot load the generated development signing key")?
+        } else {
+            configured
+        };
+        let mut retired_pems = Vec::new();
+        for path in &settings.tokens.retired_signing_key_files {
+            retired_pems.push(std::fs::read_to_string(path).with_context(|| {
+                format!(
+                    "configuration: cannot read tokens.retired_signing_key_files entry {}",
+                    path.display()
+                )
+            })?);
+        }
+        Ok(Self {
+            otp,
+            signing_pem,
+            retired_pems,
+        })
     }
 }

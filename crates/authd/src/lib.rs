@@ -81,6 +81,14 @@ impl Application {
             hasher: authd_api::Hasher::new(
                 argon2_params(&settings)?,
                 settings.password.hashing_concurrency,
+            )?,
+            signer: std::sync::Arc::new(
+                authd_domain::tokens::TokenSigner::new(
+                    &settings.tokens.issuer,
+                    &keys.signing_pem,
+                    &keys.retired_pems,
+                )
+                .context("configuration: secrets.signing_key")?,
             ),
         });
         let limit = web::Data::new(BodyLimit(settings.http.body_limit_bytes));
@@ -246,10 +254,20 @@ fn start_actors(settings: &Settings, store: &Store, keys: &keys::Keys) -> anyhow
             window: Duration::from_secs(settings.limits.reset_mail.window_secs),
         },
     )]);
+    let backoff = settings.limits.password_backoff;
+    let backoffs = std::collections::HashMap::from([(
+        authd_ratelimit::Backoff::Password,
+        authd_ratelimit::BackoffPolicy {
+            free_failures: backoff.free_failures,
+            initial: Duration::from_secs(backoff.initial_wait_secs),
+            max: Duration::from_secs(backoff.max_wait_secs),
+        },
+    )]);
     let limiter = authd_ratelimit::RateLimiter::new(
         store.clone(),
         &keys.otp,
         policies,
+        backoffs,
         settings.limits.denied_cache_size,
     )
     .start();

@@ -56,6 +56,12 @@ impl Password {
         Ok(Self(raw.to_owned()))
     }
 
+    /// A password that has just verified against a stored hash, for rehashing it with
+    /// stronger parameters: it may predate the policy, so the policy is not applied.
+    pub fn verified(raw: &str) -> Self {
+        Self(raw.to_owned())
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }

@@ -12,6 +12,19 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+/// A new refresh token: 256 random bits, URL-safe.
+pub fn new_refresh_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// What is stored of a refresh token. A plain SHA-256 suffices: the token has 256 bits of
+/// entropy, so there is nothing to brute-force.
+pub fn refresh_token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
 /// The kinds of signed token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenKind {
@@ -40,6 +53,9 @@ pub struct Claims {
     pub typ: String,
     /// A unique id per token.
     pub jti: String,
+    /// The login (refresh-token family) an access token was made from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 impl Claims {
@@ -128,6 +144,7 @@ impl TokenSigner {
         &self,
         kind: TokenKind,
         user_id: i64,
+        sid: Option<&str>,
         lifetime: Duration,
         now_secs: i64,
     ) -> Result<String, TokenError> {
@@ -142,6 +159,7 @@ impl TokenSigner {
             exp: now_secs + i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX / 4),
             typ: kind.as_str().to_owned(),
             jti: URL_SAFE_NO_PAD.encode(jti),
+            sid: sid.map(str::to_owned),
         };
         jsonwebtoken::encode(&header, &claims, &self.encoding)
             .map_err(|e| TokenError::Key(e.to_string()))
@@ -212,10 +230,18 @@ mod tests {
     fn a_token_verifies_as_its_own_kind_only_and_until_it_expires() {
         let (s, _) = signer();
         let t = s
-            .sign(TokenKind::Access, 42, Duration::from_secs(300), 1_000)
+            .sign(
+                TokenKind::Access,
+                42,
+                Some("fam"),
+                Duration::from_secs(300),
+                1_000,
+            )
             .unwrap();
         let c = s.verify(&t, TokenKind::Access, 1_299).unwrap();
         assert_eq!(c.user_id(), Some(42));
+        assert_eq!(c.sid.as_deref(), Some("fam"));
+        assert_eq!(c.sid.as_deref(), Some("fam"));
         assert!(s.verify(&t, TokenKind::Access, 1_300).is_err(), "expired");
         assert!(s.verify(&t, TokenKind::Sudo, 1_001).is_err());
         assert!(s.verify(&t, TokenKind::Partial, 1_001).is_err());
@@ -226,7 +252,7 @@ mod tests {
         let (old, old_pem) = signer();
         let (other, _) = signer();
         let t = old
-            .sign(TokenKind::Access, 1, Duration::from_secs(60), 0)
+            .sign(TokenKind::Access, 1, None, Duration::from_secs(60), 0)
             .unwrap();
         assert!(other.verify(&t, TokenKind::Access, 1).is_err());
         let mut tampered = t.clone();

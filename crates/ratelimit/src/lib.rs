@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use actix::prelude::*;
-use authd_store::{limits, Store, StoreError};
+use authd_store::{backoffs, limits, Store, StoreError};
 use authd_telemetry::names;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -23,6 +23,48 @@ impl Limit {
         match self {
             Self::ResetMail => "reset_mail",
         }
+    }
+}
+
+/// The guessing backoffs. The name is the metric label and the database key prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backoff {
+    /// Wrong passwords per account (login and password change).
+    Password,
+}
+
+impl Backoff {
+    pub const ALL: &'static [Backoff] = &[Backoff::Password];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Password => "password",
+        }
+    }
+}
+
+/// After `free_failures` consecutive failures the next attempt waits `initial`, doubling per
+/// further failure up to `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackoffPolicy {
+    pub free_failures: u32,
+    pub initial: Duration,
+    pub max: Duration,
+}
+
+impl BackoffPolicy {
+    /// The wait after `failures` consecutive failures, in milliseconds.
+    pub fn wait_ms(&self, failures: i32) -> i64 {
+        let free = i32::try_from(self.free_failures).unwrap_or(i32::MAX);
+        if failures < free {
+            return 0;
+        }
+        let doublings = u32::try_from(failures - free).unwrap_or(0).min(40);
+        let wait = self
+            .initial
+            .saturating_mul(2u32.saturating_pow(doublings.min(31)))
+            .min(self.max);
+        millis(wait)
     }
 }
 
@@ -54,6 +96,9 @@ pub struct RateLimiter {
     store: Store,
     key: Vec<u8>,
     policies: HashMap<Limit, Policy>,
+    backoffs: HashMap<Backoff, BackoffPolicy>,
+    /// (backoff, key hash) → refused until (ms since the epoch).
+    blocked: HashMap<(Backoff, String), i64>,
     /// (limit, key hash) → refused until (ms since the epoch).
     denied: HashMap<(Limit, String), i64>,
     denied_cap: usize,
@@ -81,22 +126,25 @@ impl RateLimiter {
         store: Store,
         key: &[u8],
         policies: HashMap<Limit, Policy>,
+        backoffs: HashMap<Backoff, BackoffPolicy>,
         denied_cap: usize,
     ) -> Self {
         Self {
             store,
             key: key.to_vec(),
             policies,
+            backoffs,
+            blocked: HashMap::new(),
             denied: HashMap::new(),
             denied_cap,
         }
     }
 
     /// A keyed hash of the key, so neither the database nor memory holds raw addresses.
-    fn key_hash(&self, limit: Limit, key: &str) -> String {
+    fn key_hash(&self, name: &str, key: &str) -> String {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
             .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
-        mac.update(limit.as_str().as_bytes());
+        mac.update(name.as_bytes());
         mac.update(&[0]);
         mac.update(key.as_bytes());
         hex::encode(mac.finalize().into_bytes())
@@ -119,6 +167,9 @@ impl Actor for RateLimiter {
     fn started(&mut self, _: &mut Self::Context) {
         for limit in Limit::ALL {
             metrics::counter!(names::THROTTLE_HITS_TOTAL, "limit" => limit.as_str()).absolute(0);
+        }
+        for backoff in Backoff::ALL {
+            metrics::counter!(names::THROTTLE_HITS_TOTAL, "limit" => backoff.as_str()).absolute(0);
         }
     }
 }
@@ -143,7 +194,7 @@ impl Handler<Acquire> for RateLimiter {
 
     fn handle(&mut self, msg: Acquire, _: &mut Self::Context) -> Self::Result {
         let limit = msg.limit;
-        let key_hash = self.key_hash(limit, &msg.key);
+        let key_hash = self.key_hash(limit.as_str(), &msg.key);
         let now = now_ms();
         if let Some(&until) = self.denied.get(&(limit, key_hash.clone())) {
             if until > now {
@@ -200,5 +251,150 @@ impl Handler<GiveBack> for RateLimiter {
                 })
                 .await
         })
+    }
+}
+
+fn backoff_denied(backoff: Backoff, until_ms: i64, now: i64) -> LimitError {
+    metrics::counter!(names::THROTTLE_HITS_TOTAL, "limit" => backoff.as_str()).increment(1);
+    LimitError::Denied(Duration::from_millis(
+        u64::try_from(until_ms - now).unwrap_or(0),
+    ))
+}
+
+/// Whether an attempt may be made now: `Err(Denied(wait))` while the key waits. `count`
+/// false makes it a peek for the `next-*` calls (no throttle metric).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), LimitError>")]
+pub struct CheckBackoff {
+    pub backoff: Backoff,
+    pub key: String,
+}
+
+impl Handler<CheckBackoff> for RateLimiter {
+    type Result = ResponseActFuture<Self, Result<(), LimitError>>;
+
+    fn handle(&mut self, msg: CheckBackoff, _: &mut Self::Context) -> Self::Result {
+        let (backoff, now) = (msg.backoff, now_ms());
+        let key_hash = self.key_hash(backoff.as_str(), &msg.key);
+        if let Some(&until) = self.blocked.get(&(backoff, key_hash.clone())) {
+            if until > now {
+                return Box::pin(fut::ready(Err(backoff_denied(backoff, until, now))));
+            }
+            self.blocked.remove(&(backoff, key_hash.clone()));
+        }
+        let store = self.store.clone();
+        Box::pin(
+            async move {
+                let hash = key_hash.clone();
+                let until = store
+                    .run(move |c| backoffs::blocked_until(c, backoff.as_str(), &hash, now))
+                    .await?;
+                Ok((key_hash, until))
+            }
+            .into_actor(self)
+            .map(
+                move |res: Result<(String, Option<i64>), StoreError>, act, _| {
+                    let (key_hash, until) = res?;
+                    match until {
+                        Some(until) => {
+                            if act.blocked.len() < act.denied_cap {
+                                act.blocked.insert((backoff, key_hash), until);
+                            }
+                            Err(backoff_denied(backoff, until, now))
+                        }
+                        None => Ok(()),
+                    }
+                },
+            ),
+        )
+    }
+}
+
+/// A failed attempt: counted, and from the configured number on, the key waits.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct Failure {
+    pub backoff: Backoff,
+    pub key: String,
+}
+
+impl Handler<Failure> for RateLimiter {
+    type Result = ResponseActFuture<Self, Result<(), StoreError>>;
+
+    fn handle(&mut self, msg: Failure, _: &mut Self::Context) -> Self::Result {
+        let (backoff, now) = (msg.backoff, now_ms());
+        let key_hash = self.key_hash(backoff.as_str(), &msg.key);
+        let policy = self
+            .backoffs
+            .get(&backoff)
+            .copied()
+            .unwrap_or(BackoffPolicy {
+                free_failures: 3,
+                initial: Duration::from_secs(2),
+                max: Duration::from_secs(900),
+            });
+        let store = self.store.clone();
+        Box::pin(
+            async move {
+                let hash = key_hash.clone();
+                let failures = store
+                    .run(move |c| {
+                        backoffs::record_failure(c, backoff.as_str(), &hash, now, |f| {
+                            policy.wait_ms(f)
+                        })
+                    })
+                    .await?;
+                Ok((key_hash, policy.wait_ms(failures)))
+            }
+            .into_actor(self)
+            .map(move |res: Result<(String, i64), StoreError>, act, _| {
+                let (key_hash, wait) = res?;
+                if wait > 0 && act.blocked.len() < act.denied_cap {
+                    act.blocked.insert((backoff, key_hash), now + wait);
+                }
+                Ok(())
+            }),
+        )
+    }
+}
+
+/// A successful attempt ends the streak.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct Success {
+    pub backoff: Backoff,
+    pub key: String,
+}
+
+impl Handler<Success> for RateLimiter {
+    type Result = ResponseFuture<Result<(), StoreError>>;
+
+    fn handle(&mut self, msg: Success, _: &mut Self::Context) -> Self::Result {
+        let backoff = msg.backoff;
+        let key_hash = self.key_hash(backoff.as_str(), &msg.key);
+        self.blocked.remove(&(backoff, key_hash.clone()));
+        let store = self.store.clone();
+        Box::pin(async move {
+            store
+                .run(move |c| backoffs::clear(c, backoff.as_str(), &key_hash))
+                .await
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_password_backoff_starts_after_three_failures_doubles_and_is_capped() {
+        let p = BackoffPolicy {
+            free_failures: 3,
+            initial: Duration::from_secs(2),
+            max: Duration::from_secs(900),
+        };
+        let waits: Vec<i64> = (1..=13).map(|f| p.wait_ms(f) / 1000).collect();
+        assert_eq!(waits, [0, 0, 2, 4, 8, 16, 32, 64, 128, 256, 512, 900, 900]);
+        assert_eq!(p.wait_ms(1_000) / 1000, 900);
     }
 }

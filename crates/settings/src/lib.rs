@@ -23,6 +23,7 @@ pub struct Settings {
     pub password: PasswordSettings,
     pub secrets: SecretSettings,
     pub limits: LimitsSettings,
+    pub tokens: TokenSettings,
     pub otp: OtpSettings,
     pub mail: MailSettings,
     pub origins: BTreeMap<String, OriginSettings>,
@@ -34,6 +35,28 @@ pub struct Settings {
 pub struct LimitsSettings {
     pub denied_cache_size: usize,
     pub reset_mail: WindowLimit,
+    pub password_backoff: BackoffSettings,
+}
+
+/// After `free_failures` consecutive failures, attempts wait `initial_wait_secs`, doubling up
+/// to `max_wait_secs`; a success ends the streak.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackoffSettings {
+    pub free_failures: u32,
+    pub initial_wait_secs: u64,
+    pub max_wait_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSettings {
+    pub issuer: String,
+    pub refresh_lifetime_secs: u64,
+    pub access_lifetime_secs: u64,
+    pub sudo_lifetime_secs: u64,
+    pub partial_lifetime_secs: u64,
+    pub retired_signing_key_files: Vec<PathBuf>,
 }
 
 /// At most `max` per key per `window_secs`.

@@ -4,7 +4,7 @@
 use diesel::prelude::*;
 
 use crate::schema::rate_limits;
-use crate::{otps, outbox, AnyConnection, StoreError};
+use crate::{otps, outbox, refresh_tokens, AnyConnection, StoreError};
 
 /// What one sweep removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -12,6 +12,7 @@ pub struct Swept {
     pub windows: usize,
     pub codes: usize,
     pub mails: usize,
+    pub refresh_tokens: usize,
 }
 
 /// One sweep. `longest_window_ms` is the longest configured throttle window: a row whose
@@ -28,9 +29,11 @@ pub fn sweep(
     .execute(conn)?;
     let codes = otps::purge_expired(conn, now_ms)?;
     let mails = outbox::purge_sent(conn, now_ms - keep_sent_ms)?;
+    let refresh_tokens = refresh_tokens::purge_expired(conn, now_ms)?;
     Ok(Swept {
         windows,
         codes,
         mails,
+        refresh_tokens,
     })
 }

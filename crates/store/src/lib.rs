@@ -1,12 +1,14 @@
 #![doc = include_str!("../README.md")]
 
 mod backend;
+pub mod backoffs;
 mod error;
 pub mod housekeeping;
 pub mod limits;
 pub mod otps;
 pub mod outbox;
 mod pool;
+pub mod refresh_tokens;
 mod schema;
 pub mod secrets;
 pub mod users;

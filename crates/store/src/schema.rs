@@ -65,3 +65,24 @@ diesel::table! {
 
 diesel::joinable!(otps -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(users, otps);
+
+diesel::table! {
+    refresh_tokens (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        token_hash -> Text,
+        family_id -> Text,
+        created_at_ms -> BigInt,
+        expires_at_ms -> BigInt,
+        revoked_at_ms -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    backoffs (limit_name, key_hash) {
+        limit_name -> Text,
+        key_hash -> Text,
+        failures -> Integer,
+        blocked_until_ms -> BigInt,
+    }
+}

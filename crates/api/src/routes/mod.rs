@@ -4,6 +4,7 @@ use actix_web::{web, HttpResponse, Resource};
 
 use crate::error::ApiError;
 
+pub mod auth;
 pub mod ops;
 pub mod password;
 
@@ -17,6 +18,7 @@ pub(crate) fn resource(path: &str, allow: &'static str) -> Resource {
 
 /// Registers every route of the public API.
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    auth::configure(cfg);
     ops::configure(cfg);
     password::configure(cfg);
 }

@@ -6,10 +6,11 @@ use actix_web::{web, HttpResponse};
 use authd_mail::{MailKind, Render, RenderError};
 use authd_otp::{Check, CheckError, Decoy, Issue, IssueError, Purpose};
 use authd_ratelimit::{Acquire, GiveBack, Limit, LimitError};
-use authd_store::{otps, outbox, users, Connection};
+use authd_store::{otps, outbox, refresh_tokens, users, Connection};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
+use crate::auth::SudoOrAccessWithout2fa;
 use crate::error::ErrorBody;
 use crate::input::{self, MailQuery, MailTarget};
 use crate::{json_ok, ApiError, AppState, JsonBody};
@@ -25,7 +26,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         super::resource("/user/password/reset/validate", "POST")
             .route(web::post().to(reset_validate)),
     )
-    .service(super::resource("/user/password/otp", "PUT").route(web::put().to(reset_with_otp)));
+    .service(super::resource("/user/password/otp", "PUT").route(web::put().to(reset_with_otp)))
+    .service(
+        super::resource("/user/password/old-password", "PUT").route(web::put().to(change_password)),
+    );
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -336,7 +340,8 @@ pub async fn reset_with_otp(
                     return Ok(false);
                 }
                 users::set_password(c, user_id, &hash)?;
-                // Refresh-token revocation joins this transaction with the tokens issue.
+                // Whoever knew the old password may hold a login: end them all.
+                refresh_tokens::revoke_all_for_user(c, user_id, None, now)?;
                 if let Some(mail) = &notice {
                     outbox::enqueue(c, &mail.as_new_mail(now))?;
                 }
@@ -349,5 +354,100 @@ pub async fn reset_with_otp(
     }
     state.mailer.do_send(authd_mail::Wake);
     tracing::info!(user_id, "password reset with an emailed code");
+    Ok(json_ok(&()))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangePasswordBody {
+    #[schema(max_length = 256, example = "Correct1horse")]
+    pub old_password: String,
+    /// 8 to 256 characters with a lower-case letter, an upper-case letter and a digit.
+    #[schema(min_length = 8, max_length = 256, example = "Brand2newpass")]
+    pub new_password: String,
+}
+
+/// Changes the password of the caller. Every other login of the user is ended (the caller's
+/// stays) and a notice is mailed.
+#[utoipa::path(put, path = "/user/password/old-password", tag = "password",
+    request_body = ChangePasswordBody, security(("sudo" = []), ("access" = [])),
+    responses(
+        (status = 200, description = "Password changed", body = Option<String>, example = json!(null)),
+        (status = 400, description = "Invalid input or password policy (a sentence)", body = ErrorBody),
+        (status = 401, description = "`PASSWORD_INCORRECT`, `NO_TOKEN_PROVIDED` or `INVALID_TOKEN`", body = ErrorBody),
+        (status = 413, description = "`PAYLOAD_TOO_LARGE`", body = ErrorBody),
+        (status = 415, description = "`UNSUPPORTED_MEDIA_TYPE`", body = ErrorBody),
+        (status = 429, description = "`TOO_MANY_FAILED_PASSWORD_CHECKS`", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the next attempt may be made"))),
+        (status = 500, description = "`NO_PASSWORD_INFO`: the account has no password", body = ErrorBody),
+    ))]
+pub async fn change_password(
+    state: web::Data<AppState>,
+    auth: SudoOrAccessWithout2fa,
+    body: JsonBody<ChangePasswordBody>,
+) -> Result<HttpResponse, ApiError> {
+    if body.0.old_password.chars().count() > 256 {
+        return Err(ApiError::bad_request(
+            "oldPassword must be at most 256 characters long",
+        ));
+    }
+    let password = input::new_password(&body.0.new_password)?;
+    let user_id = auth.user_id;
+    let user = state
+        .store
+        .run(move |c| users::find_by_id(c, user_id))
+        .await?
+        .filter(|u| !u.disabled)
+        .ok_or_else(crate::auth::invalid_token)?;
+    let stored = user
+        .password_hash()
+        .map_err(ApiError::from)?
+        .ok_or_else(|| ApiError::code(StatusCode::INTERNAL_SERVER_ERROR, "NO_PASSWORD_INFO"))?;
+    let hasher = state.hasher.clone();
+    let old = body.0.old_password.clone();
+    let ok = super::auth::guarded_password_check(&state, &user.email, async move {
+        hasher.verify(stored, old).await
+    })
+    .await?;
+    if !ok {
+        return Err(super::auth::password_incorrect());
+    }
+    let hash = state.hasher.hash(password).await?;
+    let to = input::email(&user.email)?;
+    let changed_at = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string();
+    let notice = match state
+        .mailer
+        .send(Render {
+            origin: state.settings.mail.default_origin.clone(),
+            kind: MailKind::PasswordChanged,
+            language: None,
+            to,
+            vars: serde_json::json!({ "changed_at": changed_at }),
+        })
+        .await
+    {
+        Ok(Ok(mail)) => Some(mail),
+        Ok(Err(e)) => {
+            tracing::error!(cause = %e, "password_changed notice could not be rendered");
+            None
+        }
+        Err(e) => return Err(ApiError::internal(e)),
+    };
+    let keep = auth.sid.clone();
+    state
+        .store
+        .run(move |c| {
+            c.transaction(|c| {
+                let now = now_ms();
+                users::set_password(c, user_id, &hash)?;
+                refresh_tokens::revoke_all_for_user(c, user_id, keep.as_deref(), now)?;
+                if let Some(mail) = &notice {
+                    outbox::enqueue(c, &mail.as_new_mail(now))?;
+                }
+                Ok(())
+            })
+        })
+        .await?;
+    state.mailer.do_send(authd_mail::Wake);
     Ok(json_ok(&()))
 }

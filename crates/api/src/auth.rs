@@ -1,0 +1,192 @@
+//! Token extractors, one per kind the contract names. A missing or malformed
+//! `Authorization: Bearer` header is 401 `NO_TOKEN_PROVIDED`; a token that is expired,
+//! revoked, of the wrong kind or badly signed is 401 `INVALID_TOKEN`.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, FromRequest, HttpRequest};
+use authd_domain::tokens::{refresh_token_hash, Claims, TokenKind};
+use authd_store::{refresh_tokens, users};
+
+use crate::{ApiError, AppState};
+
+pub fn no_token() -> ApiError {
+    ApiError::code(StatusCode::UNAUTHORIZED, "NO_TOKEN_PROVIDED")
+}
+
+pub fn invalid_token() -> ApiError {
+    ApiError::code(StatusCode::UNAUTHORIZED, "INVALID_TOKEN")
+}
+
+/// The bearer token of a request.
+fn bearer(req: &HttpRequest) -> Result<String, ApiError> {
+    let value = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .ok_or_else(no_token)?;
+    let value = value.to_str().map_err(|_| no_token())?;
+    let (scheme, token) = value.split_once(' ').ok_or_else(no_token)?;
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || token.len() > 4096 {
+        return Err(no_token());
+    }
+    Ok(token.to_owned())
+}
+
+fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
+    req.app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| ApiError::internal("no application state"))
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn verify(state: &AppState, token: &str, kind: TokenKind) -> Result<Claims, ApiError> {
+    state
+        .signer
+        .verify(token, kind, chrono::Utc::now().timestamp())
+        .map_err(|_| invalid_token())
+}
+
+type Fut<T> = Pin<Box<dyn Future<Output = Result<T, ApiError>>>>;
+
+/// A live refresh token: the login it belongs to.
+#[derive(Debug, Clone)]
+pub struct RefreshAuth {
+    pub user_id: i64,
+    pub family_id: String,
+    pub token_hash: String,
+}
+
+impl FromRequest for RefreshAuth {
+    type Error = ApiError;
+    type Future = Fut<Self>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let parts = bearer(req).and_then(|t| Ok((t, state(req)?)));
+        Box::pin(async move {
+            let (token, state) = parts?;
+            let hash = refresh_token_hash(&token);
+            let lookup = hash.clone();
+            let live = state
+                .store
+                .run(move |c| {
+                    let Some(t) = refresh_tokens::find_live(c, &lookup, now_ms())? else {
+                        return Ok(None);
+                    };
+                    let active = users::find_by_id(c, t.user_id)?.is_some_and(|u| !u.disabled);
+                    Ok(active.then_some(t))
+                })
+                .await?
+                .ok_or_else(invalid_token)?;
+            Ok(Self {
+                user_id: live.user_id,
+                family_id: live.family_id,
+                token_hash: hash,
+            })
+        })
+    }
+}
+
+/// The raw bearer token, for the rotation call that must tell a rotated token from an unknown one.
+#[derive(Debug, Clone)]
+pub struct RawBearer(pub String);
+
+impl FromRequest for RawBearer {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(bearer(req).map(RawBearer))
+    }
+}
+
+macro_rules! signed_token_extractor {
+    ($(#[$doc:meta])* $name:ident, $kind:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone)]
+        pub struct $name {
+            pub user_id: i64,
+            pub claims: Claims,
+        }
+
+        impl FromRequest for $name {
+            type Error = ApiError;
+            type Future = std::future::Ready<Result<Self, ApiError>>;
+
+            fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+                std::future::ready((|| {
+                    let token = bearer(req)?;
+                    let claims = verify(state(req)?.get_ref(), &token, $kind)?;
+                    let user_id = claims.user_id().ok_or_else(invalid_token)?;
+                    Ok(Self { user_id, claims })
+                })())
+            }
+        }
+    };
+}
+
+signed_token_extractor!(
+    /// An access token: proves identity.
+    AccessAuth,
+    TokenKind::Access
+);
+signed_token_extractor!(
+    /// A sudo token: proves recent presence (step-up).
+    SudoAuth,
+    TokenKind::Sudo
+);
+signed_token_extractor!(
+    /// A partial token: the password was right, a second factor is pending.
+    PartialAuth,
+    TokenKind::Partial
+);
+
+/// A sudo token, or an access token while the user has no second factor on.
+#[derive(Debug, Clone)]
+pub struct SudoOrAccessWithout2fa {
+    pub user_id: i64,
+    /// The login of an access token (absent for sudo tokens).
+    pub sid: Option<String>,
+}
+
+impl FromRequest for SudoOrAccessWithout2fa {
+    type Error = ApiError;
+    type Future = Fut<Self>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let parts = bearer(req).and_then(|t| Ok((t, state(req)?)));
+        Box::pin(async move {
+            let (token, state) = parts?;
+            let now = chrono::Utc::now().timestamp();
+            if let Ok(c) = state.signer.verify(&token, TokenKind::Sudo, now) {
+                let user_id = c.user_id().ok_or_else(invalid_token)?;
+                return Ok(Self {
+                    user_id,
+                    sid: c.sid,
+                });
+            }
+            let c = state
+                .signer
+                .verify(&token, TokenKind::Access, now)
+                .map_err(|_| invalid_token())?;
+            let user_id = c.user_id().ok_or_else(invalid_token)?;
+            if state
+                .store
+                .run(move |conn| users::two_factor_enabled(conn, user_id))
+                .await?
+            {
+                return Err(invalid_token());
+            }
+            Ok(Self {
+                user_id,
+                sid: c.sid,
+            })
+        })
+    }
+}

@@ -1,0 +1,359 @@
+//! Login and tokens: refresh tokens (opaque, stored as hashes, rotated, grouped in families),
+//! and signed access tokens verifiable offline with the keys at `/.well-known/jwks.json`.
+
+use std::time::Duration;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use authd_domain::tokens::{new_refresh_token, refresh_token_hash, TokenKind};
+use authd_domain::Email;
+use authd_ratelimit::{Backoff, CheckBackoff, Failure, LimitError, Success};
+use authd_store::{refresh_tokens, users, Connection};
+use authd_telemetry::names;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::auth::{invalid_token, AccessAuth, RawBearer, RefreshAuth};
+use crate::error::ErrorBody;
+use crate::{json_ok, ApiError, AppState, JsonBody};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(super::resource("/auth/login", "POST").route(web::post().to(login)))
+        .service(super::resource("/auth/accesstoken", "GET").route(web::get().to(access_token)))
+        .service(
+            super::resource("/auth/accesstoken/validate", "GET")
+                .route(web::get().to(validate_access)),
+        )
+        .service(super::resource("/auth/refreshtoken", "GET").route(web::get().to(rotate_refresh)))
+        .service(
+            super::resource("/auth/refreshtoken/validate", "GET")
+                .route(web::get().to(validate_refresh)),
+        )
+        .service(super::resource("/auth/logout", "POST").route(web::post().to(logout)))
+        .service(super::resource("/.well-known/jwks.json", "GET").route(web::get().to(jwks)));
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct LoginBody {
+    /// The account's email address.
+    #[schema(max_length = 256, example = "ann@example.org")]
+    pub username: String,
+    #[schema(max_length = 256, example = "Correct1horse")]
+    pub password: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserIdBody {
+    pub user_id: i64,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn text(token: String) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        ))
+        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .body(token)
+}
+
+pub(crate) fn password_incorrect() -> ApiError {
+    ApiError::code(StatusCode::UNAUTHORIZED, "PASSWORD_INCORRECT")
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
+}
+
+/// Starts a login: a new refresh token in a new family. Returns the raw token.
+pub(crate) async fn issue_refresh(state: &AppState, user_id: i64) -> Result<String, ApiError> {
+    let token = new_refresh_token();
+    let hash = refresh_token_hash(&token);
+    let family = uuid::Uuid::new_v4().simple().to_string();
+    let lifetime = ms(Duration::from_secs(
+        state.settings.tokens.refresh_lifetime_secs,
+    ));
+    state
+        .store
+        .run(move |c| {
+            let now = now_ms();
+            refresh_tokens::insert(c, user_id, &hash, &family, now, now + lifetime)
+        })
+        .await?;
+    Ok(token)
+}
+
+/// Runs the password backoff around a check: 429 while the account waits, the failure or
+/// success recorded afterwards. `key` is the normalised username (also for unknown accounts).
+pub(crate) async fn guarded_password_check(
+    state: &AppState,
+    key: &str,
+    check: impl Future<Output = Result<bool, ApiError>>,
+) -> Result<bool, ApiError> {
+    match state
+        .limiter
+        .send(CheckBackoff {
+            backoff: Backoff::Password,
+            key: key.to_owned(),
+        })
+        .await
+    {
+        Ok(Ok(())) => {}
+        Ok(Err(LimitError::Denied(wait))) => {
+            return Err(ApiError::too_many("TOO_MANY_FAILED_PASSWORD_CHECKS", wait))
+        }
+        Ok(Err(LimitError::Store(e))) => return Err(e.into()),
+        Err(e) => return Err(ApiError::internal(e)),
+    }
+    let ok = check.await?;
+    let key = key.to_owned();
+    let recorded = if ok {
+        state
+            .limiter
+            .send(Success {
+                backoff: Backoff::Password,
+                key,
+            })
+            .await
+    } else {
+        state
+            .limiter
+            .send(Failure {
+                backoff: Backoff::Password,
+                key,
+            })
+            .await
+    };
+    recorded
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::from)?;
+    Ok(ok)
+}
+
+use std::future::Future;
+
+/// Exchanges an email and password for a refresh token (`text/plain`). Unknown accounts,
+/// disabled accounts and wrong passwords get the same answer in the same time.
+#[utoipa::path(post, path = "/auth/login", tag = "authentication", request_body = LoginBody,
+    responses(
+        (status = 200, description = "A refresh token", content_type = "text/plain", body = String),
+        (status = 400, description = "Invalid input (a sentence)", body = ErrorBody),
+        (status = 401, description = "`PASSWORD_INCORRECT`", body = ErrorBody),
+        (status = 413, description = "`PAYLOAD_TOO_LARGE`", body = ErrorBody),
+        (status = 415, description = "`UNSUPPORTED_MEDIA_TYPE`", body = ErrorBody),
+        (status = 429, description = "`TOO_MANY_FAILED_PASSWORD_CHECKS`", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the next attempt may be made"))),
+        (status = 500, description = "`NO_PASSWORD_INFO`: the account has no password", body = ErrorBody),
+    ))]
+pub async fn login(
+    state: web::Data<AppState>,
+    body: JsonBody<LoginBody>,
+) -> Result<HttpResponse, ApiError> {
+    let LoginBody { username, password } = body.0;
+    if username.chars().count() > 256 {
+        return Err(ApiError::bad_request(
+            "username must be at most 256 characters long",
+        ));
+    }
+    if password.chars().count() > 256 {
+        return Err(ApiError::bad_request(
+            "password must be at most 256 characters long",
+        ));
+    }
+    let key = username.trim().to_lowercase();
+    let email = Email::parse(&key).ok();
+    let user = match email {
+        Some(e) => {
+            state
+                .store
+                .run(move |c| users::find_by_email(c, &e))
+                .await?
+        }
+        None => None,
+    }
+    .filter(|u| !u.disabled);
+    let stored = match &user {
+        Some(u) => u.password_hash().map_err(ApiError::from)?,
+        None => None,
+    };
+    if user.is_some() && stored.is_none() {
+        return Err(ApiError::code(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "NO_PASSWORD_INFO",
+        ));
+    }
+    // Unknown and disabled accounts verify against a dummy hash: same work, same answer.
+    let hash = stored
+        .clone()
+        .unwrap_or_else(|| state.hasher.dummy().clone());
+    let hasher = state.hasher.clone();
+    let candidate = password.clone();
+    let known = user.is_some();
+    let ok = guarded_password_check(&state, &key, async move {
+        let matches = hasher.verify(hash, candidate).await?;
+        Ok(matches && known)
+    })
+    .await?;
+    let Some(user) = user.filter(|_| ok) else {
+        metrics::counter!(names::LOGINS_TOTAL, "outcome" => "failure").increment(1);
+        return Err(password_incorrect());
+    };
+    if stored
+        .as_ref()
+        .is_some_and(|h| h.needs_rehash(state.hasher.params()))
+    {
+        rehash(&state, user.id, password).await;
+    }
+    // Accounts with a second factor get a partial token here (two-factor issue).
+    let token = issue_refresh(&state, user.id).await?;
+    metrics::counter!(names::LOGINS_TOTAL, "outcome" => "success").increment(1);
+    Ok(text(token))
+}
+
+/// Replaces a hash made with weaker parameters than configured, after a successful login.
+async fn rehash(state: &AppState, user_id: i64, password: String) {
+    // The password just verified; it may predate the policy, so it is not checked again.
+    let pw = authd_domain::Password::verified(&password);
+    match state.hasher.hash(pw).await {
+        Ok(hash) => {
+            if let Err(e) = state
+                .store
+                .run(move |c| users::set_password(c, user_id, &hash))
+                .await
+            {
+                tracing::warn!(cause = %e, "could not store the stronger password hash");
+            }
+        }
+        Err(e) => tracing::warn!(?e, "could not rehash the password"),
+    }
+}
+
+/// Makes an access token from a refresh token (`text/plain`).
+#[utoipa::path(get, path = "/auth/accesstoken", tag = "authentication", security(("refresh" = [])),
+    responses(
+        (status = 200, description = "An access token (JWT)", content_type = "text/plain", body = String),
+        (status = 401, description = "`NO_TOKEN_PROVIDED` or `INVALID_TOKEN`", body = ErrorBody),
+    ))]
+pub async fn access_token(
+    state: web::Data<AppState>,
+    auth: RefreshAuth,
+) -> Result<HttpResponse, ApiError> {
+    let lifetime = Duration::from_secs(state.settings.tokens.access_lifetime_secs);
+    let token = state
+        .signer
+        .sign(
+            TokenKind::Access,
+            auth.user_id,
+            Some(&auth.family_id),
+            lifetime,
+            chrono::Utc::now().timestamp(),
+        )
+        .map_err(ApiError::internal)?;
+    Ok(text(token))
+}
+
+#[utoipa::path(get, path = "/auth/accesstoken/validate", tag = "authentication", security(("access" = [])),
+    responses(
+        (status = 200, description = "The token is valid", body = UserIdBody),
+        (status = 401, description = "`NO_TOKEN_PROVIDED` or `INVALID_TOKEN`", body = ErrorBody),
+    ))]
+pub async fn validate_access(auth: AccessAuth) -> HttpResponse {
+    json_ok(&UserIdBody {
+        user_id: auth.user_id,
+    })
+}
+
+/// Rotates a refresh token: the presented one is revoked and a new one of the same login
+/// returned. Presenting an already rotated token revokes the whole login (theft detection).
+#[utoipa::path(get, path = "/auth/refreshtoken", tag = "authentication", security(("refresh" = [])),
+    responses(
+        (status = 200, description = "A new refresh token", content_type = "text/plain", body = String),
+        (status = 401, description = "`NO_TOKEN_PROVIDED` or `INVALID_TOKEN`", body = ErrorBody),
+    ))]
+pub async fn rotate_refresh(
+    state: web::Data<AppState>,
+    bearer: RawBearer,
+) -> Result<HttpResponse, ApiError> {
+    let old = refresh_token_hash(&bearer.0);
+    let new = new_refresh_token();
+    let new_hash = refresh_token_hash(&new);
+    let lifetime = ms(Duration::from_secs(
+        state.settings.tokens.refresh_lifetime_secs,
+    ));
+    let rotated = state
+        .store
+        .run(move |c| {
+            c.transaction(|c| {
+                let now = now_ms();
+                if let Some(live) = refresh_tokens::find_live(c, &old, now)? {
+                    let active = users::find_by_id(c, live.user_id)?.is_some_and(|u| !u.disabled);
+                    if active && refresh_tokens::revoke(c, &old, now)? {
+                        refresh_tokens::insert(
+                            c,
+                            live.user_id,
+                            &new_hash,
+                            &live.family_id,
+                            now,
+                            now + lifetime,
+                        )?;
+                        return Ok(true);
+                    }
+                }
+                if let Some(family) = refresh_tokens::revoked_family(c, &old)? {
+                    let n = refresh_tokens::revoke_family(c, &family, now)?;
+                    tracing::warn!(
+                        revoked = n,
+                        "a rotated refresh token was presented again: its login is revoked"
+                    );
+                }
+                Ok(false)
+            })
+        })
+        .await?;
+    if !rotated {
+        return Err(invalid_token());
+    }
+    Ok(text(new))
+}
+
+#[utoipa::path(get, path = "/auth/refreshtoken/validate", tag = "authentication", security(("refresh" = [])),
+    responses(
+        (status = 200, description = "The token is valid", body = UserIdBody),
+        (status = 401, description = "`NO_TOKEN_PROVIDED` or `INVALID_TOKEN`", body = ErrorBody),
+    ))]
+pub async fn validate_refresh(auth: RefreshAuth) -> HttpResponse {
+    json_ok(&UserIdBody {
+        user_id: auth.user_id,
+    })
+}
+
+/// Revokes the presented refresh token.
+#[utoipa::path(post, path = "/auth/logout", tag = "authentication", security(("refresh" = [])),
+    responses(
+        (status = 204, description = "Logged out"),
+        (status = 401, description = "`NO_TOKEN_PROVIDED` or `INVALID_TOKEN`", body = ErrorBody),
+    ))]
+pub async fn logout(
+    state: web::Data<AppState>,
+    auth: RefreshAuth,
+) -> Result<HttpResponse, ApiError> {
+    let hash = auth.token_hash;
+    state
+        .store
+        .run(move |c| refresh_tokens::revoke(c, &hash, now_ms()))
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// The public keys that verify access tokens (RFC 7517; Ed25519 keys as OKP, RFC 8037).
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "authentication",
+    responses((status = 200, description = "The JWK set", body = Object)))]
+pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
+    json_ok(&state.signer.jwks())
+}

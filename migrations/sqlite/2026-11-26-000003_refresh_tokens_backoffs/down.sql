@@ -1,0 +1,2 @@
+DROP TABLE backoffs;
+DROP TABLE refresh_tokens;
