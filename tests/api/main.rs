@@ -7,6 +7,7 @@
 mod cli;
 mod config;
 mod errors;
+mod ip_budgets;
 mod mail_backends;
 mod metrics;
 mod openapi;

@@ -222,6 +222,10 @@ impl TestApp {
                 "AUTHD__SECRETS__OTP_KEY".into(),
                 "test-otp-key-0123456789abcdef0123456789".into(),
             ),
+            // Tests send many requests from one address; the per-IP budgets have tests of
+            // their own.
+            ("AUTHD__LIMITS__IP_LOGIN__CAPACITY".into(), "100000".into()),
+            ("AUTHD__LIMITS__IP_RESET__CAPACITY".into(), "100000".into()),
             (
                 "AUTHD__SECRETS__SIGNING_KEY".into(),
                 authd_domain::tokens::TokenSigner::generate_pem().expect("a signing key"),

@@ -490,6 +490,8 @@ impl AuthdProcess {
             .env("AUTHD__MAIL__POLL_INTERVAL_MS", "100")
             .env("AUTHD__SECRETS__OTP_KEY", TEST_OTP_KEY)
             .env("AUTHD__LOG__FORMAT", "json")
+            .env("AUTHD__LIMITS__IP_LOGIN__CAPACITY", "100000")
+            .env("AUTHD__LIMITS__IP_RESET__CAPACITY", "100000")
             .env("AUTHD__LOG__LEVEL", "info")
             .env(
                 "AUTHD__ORIGINS__DEFAULT__FILE__DIR",

@@ -10,6 +10,7 @@ use authd_store::Store;
 use serde::Serialize;
 
 pub mod auth;
+pub mod client_ip;
 pub mod error;
 pub mod hashing;
 pub mod input;
@@ -34,6 +35,7 @@ pub struct AppState {
     pub forbidden: authd_mail::ForbiddenDomains,
     pub hasher: Hasher,
     pub signer: Arc<authd_domain::tokens::TokenSigner>,
+    pub trusted_proxies: client_ip::TrustedProxies,
 }
 
 /// A 200 with a JSON body, typed `application/json; charset=utf-8` as the contract says.

@@ -82,6 +82,9 @@ impl Application {
                 argon2_params(&settings)?,
                 settings.password.hashing_concurrency,
             )?,
+            trusted_proxies: authd_api::client_ip::TrustedProxies::parse(
+                &settings.http.trusted_proxies,
+            ),
             signer: std::sync::Arc::new(
                 authd_domain::tokens::TokenSigner::new(
                     &settings.tokens.issuer,
@@ -225,6 +228,39 @@ fn spawn_housekeeping(settings: &Settings, store: Store) {
     });
 }
 
+/// Counts the live replicas through heartbeats in the database and tells the RateLimiter,
+/// which shares per-IP budgets out among them.
+fn spawn_heartbeat(
+    settings: &Settings,
+    store: Store,
+    limiter: actix::Addr<authd_ratelimit::RateLimiter>,
+) {
+    let every = Duration::from_secs(settings.limits.replica_heartbeat_secs.max(1));
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    actix_web::rt::spawn(async move {
+        let mut ticks = actix_web::rt::time::interval(every);
+        loop {
+            ticks.tick().await;
+            let now = chrono::Utc::now().timestamp_millis();
+            let since = now - 3 * ms(every);
+            let id = id.clone();
+            let live = store
+                .run(move |c| {
+                    authd_store::replicas::heartbeat(c, &id, now)?;
+                    authd_store::replicas::remove(c, "", now - 10 * ms(every))?;
+                    authd_store::replicas::count_live(c, since)
+                })
+                .await;
+            match live {
+                Ok(n) => {
+                    limiter.do_send(authd_ratelimit::SetReplicas(u32::try_from(n).unwrap_or(1)))
+                }
+                Err(e) => tracing::warn!(cause = %e, "replica heartbeat failed; will retry"),
+            }
+        }
+    });
+}
+
 fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
 }
@@ -263,14 +299,33 @@ fn start_actors(settings: &Settings, store: &Store, keys: &keys::Keys) -> anyhow
             max: Duration::from_secs(backoff.max_wait_secs),
         },
     )]);
+    let bucket = |b: authd_settings::IpBudget| authd_ratelimit::BucketPolicy {
+        capacity: f64::from(b.capacity),
+        per_second: f64::from(b.refill_per_minute) / 60.0,
+    };
+    let ip = authd_ratelimit::IpBudgets::new(
+        std::collections::HashMap::from([
+            (
+                authd_ratelimit::IpGroup::Login,
+                bucket(settings.limits.ip_login),
+            ),
+            (
+                authd_ratelimit::IpGroup::Reset,
+                bucket(settings.limits.ip_reset),
+            ),
+        ]),
+        settings.limits.denied_cache_size,
+    );
     let limiter = authd_ratelimit::RateLimiter::new(
         store.clone(),
         &keys.otp,
         policies,
         backoffs,
+        ip,
         settings.limits.denied_cache_size,
     )
     .start();
+    spawn_heartbeat(settings, store.clone(), limiter.clone());
     let otp = authd_otp::OtpIssuer::new(
         store.clone(),
         &keys.otp,

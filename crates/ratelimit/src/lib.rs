@@ -99,6 +99,7 @@ pub struct RateLimiter {
     backoffs: HashMap<Backoff, BackoffPolicy>,
     /// (backoff, key hash) → refused until (ms since the epoch).
     blocked: HashMap<(Backoff, String), i64>,
+    ip: IpBudgets,
     /// (limit, key hash) → refused until (ms since the epoch).
     denied: HashMap<(Limit, String), i64>,
     denied_cap: usize,
@@ -127,6 +128,7 @@ impl RateLimiter {
         key: &[u8],
         policies: HashMap<Limit, Policy>,
         backoffs: HashMap<Backoff, BackoffPolicy>,
+        ip: IpBudgets,
         denied_cap: usize,
     ) -> Self {
         Self {
@@ -134,6 +136,7 @@ impl RateLimiter {
             key: key.to_vec(),
             policies,
             backoffs,
+            ip,
             blocked: HashMap::new(),
             denied: HashMap::new(),
             denied_cap,
@@ -170,6 +173,9 @@ impl Actor for RateLimiter {
         }
         for backoff in Backoff::ALL {
             metrics::counter!(names::THROTTLE_HITS_TOTAL, "limit" => backoff.as_str()).absolute(0);
+        }
+        for group in IpGroup::ALL {
+            metrics::counter!(names::THROTTLE_HITS_TOTAL, "limit" => group.as_str()).absolute(0);
         }
     }
 }
@@ -396,5 +402,185 @@ mod tests {
         let waits: Vec<i64> = (1..=13).map(|f| p.wait_ms(f) / 1000).collect();
         assert_eq!(waits, [0, 0, 2, 4, 8, 16, 32, 64, 128, 256, 512, 900, 900]);
         assert_eq!(p.wait_ms(1_000) / 1000, 900);
+    }
+}
+
+/// Per-client-IP budgets, one per group of unauthenticated routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IpGroup {
+    Login,
+    Reset,
+}
+
+impl IpGroup {
+    pub const ALL: &'static [IpGroup] = &[IpGroup::Login, IpGroup::Reset];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Login => "ip_login",
+            Self::Reset => "ip_reset",
+        }
+    }
+}
+
+/// A token bucket: `capacity` requests, refilled at `per_second`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BucketPolicy {
+    pub capacity: f64,
+    pub per_second: f64,
+}
+
+/// One client's bucket. Buckets live in memory; each of N live replicas enforces 1/N of the
+/// configured budget, so the total across replicas is the budget (a client pinned to one
+/// replica gets less, never more).
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: std::time::Instant,
+}
+
+impl Bucket {
+    /// Takes one token; `Err(wait)` when the bucket is empty.
+    fn take(&mut self, p: BucketPolicy, now: std::time::Instant) -> Result<(), Duration> {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * p.per_second).min(p.capacity);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else if p.per_second > 0.0 {
+            Err(Duration::from_secs_f64((1.0 - self.tokens) / p.per_second))
+        } else {
+            Err(Duration::from_secs(3600))
+        }
+    }
+}
+
+/// The per-IP state of the RateLimiter, kept apart from the database-backed limits.
+#[derive(Debug, Default)]
+pub struct IpBudgets {
+    policies: HashMap<IpGroup, BucketPolicy>,
+    buckets: HashMap<(IpGroup, std::net::IpAddr), Bucket>,
+    replicas: u32,
+    cap: usize,
+}
+
+impl IpBudgets {
+    pub fn new(policies: HashMap<IpGroup, BucketPolicy>, cap: usize) -> Self {
+        Self {
+            policies,
+            buckets: HashMap::new(),
+            replicas: 1,
+            cap,
+        }
+    }
+
+    fn take(
+        &mut self,
+        group: IpGroup,
+        ip: std::net::IpAddr,
+        now: std::time::Instant,
+    ) -> Result<(), Duration> {
+        let Some(p) = self.policies.get(&group).copied() else {
+            return Ok(());
+        };
+        let n = f64::from(self.replicas.max(1));
+        let share = BucketPolicy {
+            capacity: (p.capacity / n).max(1.0),
+            per_second: p.per_second / n,
+        };
+        if self.buckets.len() >= self.cap && !self.buckets.contains_key(&(group, ip)) {
+            // Full buckets hold no information: drop them first.
+            self.buckets.retain(|(g, _), b| {
+                let pol = self.policies.get(g).copied().unwrap_or(share);
+                b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * pol.per_second / n
+                    < pol.capacity / n
+            });
+        }
+        self.buckets
+            .entry((group, ip))
+            .or_insert(Bucket {
+                tokens: share.capacity,
+                at: now,
+            })
+            .take(share, now)
+    }
+}
+
+/// Takes one request from a client IP's budget for a group of routes.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), LimitError>")]
+pub struct IpBudget {
+    pub group: IpGroup,
+    pub ip: std::net::IpAddr,
+}
+
+impl Handler<IpBudget> for RateLimiter {
+    type Result = Result<(), LimitError>;
+
+    fn handle(&mut self, msg: IpBudget, _: &mut Self::Context) -> Self::Result {
+        self.ip
+            .take(msg.group, msg.ip, std::time::Instant::now())
+            .map_err(|wait| {
+                metrics::counter!(names::THROTTLE_HITS_TOTAL, "limit" => msg.group.as_str())
+                    .increment(1);
+                LimitError::Denied(wait)
+            })
+    }
+}
+
+/// The number of live replicas changed (from the heartbeat task).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct SetReplicas(pub u32);
+
+impl Handler<SetReplicas> for RateLimiter {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetReplicas, _: &mut Self::Context) {
+        self.ip.replicas = msg.0.max(1);
+    }
+}
+
+#[cfg(test)]
+mod ip_tests {
+    use super::*;
+    use std::net::IpAddr;
+    use std::time::Instant;
+
+    #[test]
+    fn a_bucket_allows_its_capacity_then_refills_and_is_shared_among_replicas() {
+        let p = BucketPolicy {
+            capacity: 4.0,
+            per_second: 2.0,
+        };
+        let mut b = IpBudgets::new(HashMap::from([(IpGroup::Login, p)]), 100);
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let t0 = Instant::now();
+        for _ in 0..4 {
+            assert!(b.take(IpGroup::Login, ip, t0).is_ok());
+        }
+        let wait = b.take(IpGroup::Login, ip, t0).unwrap_err();
+        assert_eq!(wait, Duration::from_millis(500));
+        assert!(b
+            .take(IpGroup::Login, ip, t0 + Duration::from_millis(500))
+            .is_ok());
+        // Another IP and another group have their own buckets.
+        assert!(b
+            .take(IpGroup::Login, "192.0.2.2".parse().unwrap(), t0)
+            .is_ok());
+        assert!(
+            b.take(IpGroup::Reset, ip, t0).is_ok(),
+            "no policy, no limit"
+        );
+
+        let mut two = IpBudgets::new(HashMap::from([(IpGroup::Login, p)]), 100);
+        two.replicas = 2;
+        assert!(two.take(IpGroup::Login, ip, t0).is_ok());
+        assert!(two.take(IpGroup::Login, ip, t0).is_ok());
+        assert!(
+            two.take(IpGroup::Login, ip, t0).is_err(),
+            "half of the capacity per replica"
+        );
     }
 }

@@ -34,7 +34,10 @@ pub struct Settings {
 #[serde(deny_unknown_fields)]
 pub struct LimitsSettings {
     pub denied_cache_size: usize,
+    pub replica_heartbeat_secs: u64,
     pub reset_mail: WindowLimit,
+    pub ip_login: IpBudget,
+    pub ip_reset: IpBudget,
     pub password_backoff: BackoffSettings,
 }
 
@@ -57,6 +60,14 @@ pub struct TokenSettings {
     pub sudo_lifetime_secs: u64,
     pub partial_lifetime_secs: u64,
     pub retired_signing_key_files: Vec<PathBuf>,
+}
+
+/// A per-client-IP token bucket.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IpBudget {
+    pub capacity: u32,
+    pub refill_per_minute: u32,
 }
 
 /// At most `max` per key per `window_secs`.
@@ -211,6 +222,7 @@ pub struct HttpSettings {
     pub keep_alive_secs: u64,
     pub client_request_timeout_ms: u64,
     pub readiness_timeout_ms: u64,
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -372,7 +384,11 @@ impl Sources {
         let mut env_source = config::Environment::with_prefix("AUTHD")
             .prefix_separator("__")
             .separator("__")
-            .try_parsing(true);
+            .try_parsing(true)
+            .list_separator(",")
+            .with_list_parse_key("http.trusted_proxies")
+            .with_list_parse_key("mail.forbidden_domains")
+            .with_list_parse_key("mail.allowed_domains");
         if let Some(map) = &self.env {
             env_source = env_source.source(Some(map.clone()));
         }
@@ -441,6 +457,14 @@ impl Settings {
         };
         DatabaseUrl::parse(self.database.url.expose_secret())
             .map_err(|reason| invalid("database.url", &reason))?;
+        for p in &self.http.trusted_proxies {
+            if p.parse::<std::net::IpAddr>().is_err() && p.parse::<ipnet::IpNet>().is_err() {
+                return Err(invalid(
+                    "http.trusted_proxies",
+                    &format!("{p:?} is not an IP address or CIDR"),
+                ));
+            }
+        }
         if self.database.pool_max_size == 0 {
             return Err(invalid("database.pool_max_size", "must be at least 1"));
         }

@@ -9,6 +9,7 @@ pub mod otps;
 pub mod outbox;
 mod pool;
 pub mod refresh_tokens;
+pub mod replicas;
 mod schema;
 pub mod secrets;
 pub mod users;

@@ -86,3 +86,10 @@ diesel::table! {
         blocked_until_ms -> BigInt,
     }
 }
+
+diesel::table! {
+    replicas (id) {
+        id -> Text,
+        last_seen_ms -> BigInt,
+    }
+}

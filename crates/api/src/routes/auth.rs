@@ -147,14 +147,16 @@ use std::future::Future;
         (status = 401, description = "`PASSWORD_INCORRECT`", body = ErrorBody),
         (status = 413, description = "`PAYLOAD_TOO_LARGE`", body = ErrorBody),
         (status = 415, description = "`UNSUPPORTED_MEDIA_TYPE`", body = ErrorBody),
-        (status = 429, description = "`TOO_MANY_FAILED_PASSWORD_CHECKS`", body = ErrorBody,
+        (status = 429, description = "`TOO_MANY_FAILED_PASSWORD_CHECKS`, or `TOO_MANY_REQUESTS` from this client IP (login)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds until the next attempt may be made"))),
         (status = 500, description = "`NO_PASSWORD_INFO`: the account has no password", body = ErrorBody),
     ))]
 pub async fn login(
     state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
     body: JsonBody<LoginBody>,
 ) -> Result<HttpResponse, ApiError> {
+    crate::client_ip::ip_budget(&state, &req, authd_ratelimit::IpGroup::Login).await?;
     let LoginBody { username, password } = body.0;
     if username.chars().count() > 256 {
         return Err(ApiError::bad_request(

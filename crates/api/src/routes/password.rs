@@ -104,15 +104,17 @@ fn issue_error(e: IssueError) -> ApiError {
         (status = 403, description = "`FORBIDDEN_MAIL_PROVIDER`", body = ErrorBody),
         (status = 413, description = "`PAYLOAD_TOO_LARGE`", body = ErrorBody),
         (status = 415, description = "`UNSUPPORTED_MEDIA_TYPE`", body = ErrorBody),
-        (status = 429, description = "`TOO_MANY_RESET_MAIL_ATTEMPTS`: one mail per address per window", body = ErrorBody,
+        (status = 429, description = "`TOO_MANY_RESET_MAIL_ATTEMPTS` (one mail per address per window), or `TOO_MANY_REQUESTS` from this client IP", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds until the same call can succeed"))),
         (status = 500, description = "`UNABLE_TO_FIND_MAIL_TEMPLATE`", body = ErrorBody),
     ))]
 pub async fn reset_send(
     state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
     query: web::Query<MailQuery>,
     body: JsonBody<ResetSendBody>,
 ) -> Result<HttpResponse, ApiError> {
+    crate::client_ip::ip_budget(&state, &req, authd_ratelimit::IpGroup::Reset).await?;
     query.check()?;
     send_reset(&state, &query, &body.0.email).await
 }
@@ -126,15 +128,17 @@ pub async fn reset_send(
         (status = 403, description = "`FORBIDDEN_MAIL_PROVIDER`", body = ErrorBody),
         (status = 413, description = "`PAYLOAD_TOO_LARGE`", body = ErrorBody),
         (status = 415, description = "`UNSUPPORTED_MEDIA_TYPE`", body = ErrorBody),
-        (status = 429, description = "`TOO_MANY_RESET_MAIL_ATTEMPTS`", body = ErrorBody,
+        (status = 429, description = "`TOO_MANY_RESET_MAIL_ATTEMPTS`, or `TOO_MANY_REQUESTS` from this client IP", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds until the same call can succeed"))),
         (status = 500, description = "`UNABLE_TO_FIND_MAIL_TEMPLATE`", body = ErrorBody),
     ))]
 pub async fn forgot_password(
     state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
     query: web::Query<MailQuery>,
     body: JsonBody<ForgotPasswordBody>,
 ) -> Result<HttpResponse, ApiError> {
+    crate::client_ip::ip_budget(&state, &req, authd_ratelimit::IpGroup::Reset).await?;
     query.check()?;
     let len = body.0.email.chars().count();
     if !(5..=100).contains(&len) {
@@ -236,11 +240,15 @@ async fn send_reset(
         (status = 401, description = "`OTP_INVALID_EXPIRED`", body = ErrorBody),
         (status = 413, description = "`PAYLOAD_TOO_LARGE`", body = ErrorBody),
         (status = 415, description = "`UNSUPPORTED_MEDIA_TYPE`", body = ErrorBody),
+        (status = 429, description = "`TOO_MANY_REQUESTS` from this client IP", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the same call can succeed"))),
     ))]
 pub async fn reset_validate(
     state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
     body: JsonBody<ResetValidateBody>,
 ) -> Result<HttpResponse, ApiError> {
+    crate::client_ip::ip_budget(&state, &req, authd_ratelimit::IpGroup::Reset).await?;
     let email = input::email(&body.0.email)?;
     let code = input::otp("otp", &body.0.otp)?;
     check_reset_code(&state, email, code)
@@ -285,11 +293,15 @@ async fn check_reset_code(
         (status = 401, description = "`OTP_INVALID_EXPIRED`", body = ErrorBody),
         (status = 413, description = "`PAYLOAD_TOO_LARGE`", body = ErrorBody),
         (status = 415, description = "`UNSUPPORTED_MEDIA_TYPE`", body = ErrorBody),
+        (status = 429, description = "`TOO_MANY_REQUESTS` from this client IP", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the same call can succeed"))),
     ))]
 pub async fn reset_with_otp(
     state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
     body: JsonBody<ResetWithOtpBody>,
 ) -> Result<HttpResponse, ApiError> {
+    crate::client_ip::ip_budget(&state, &req, authd_ratelimit::IpGroup::Reset).await?;
     let email = input::email(&body.0.user_email)?;
     let code = input::otp("otp", &body.0.otp)?;
     let password = input::new_password(&body.0.new_password)?;
@@ -377,7 +389,7 @@ pub struct ChangePasswordBody {
         (status = 401, description = "`PASSWORD_INCORRECT`, `NO_TOKEN_PROVIDED` or `INVALID_TOKEN`", body = ErrorBody),
         (status = 413, description = "`PAYLOAD_TOO_LARGE`", body = ErrorBody),
         (status = 415, description = "`UNSUPPORTED_MEDIA_TYPE`", body = ErrorBody),
-        (status = 429, description = "`TOO_MANY_FAILED_PASSWORD_CHECKS`", body = ErrorBody,
+        (status = 429, description = "`TOO_MANY_FAILED_PASSWORD_CHECKS`, or `TOO_MANY_REQUESTS` from this client IP (login)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds until the next attempt may be made"))),
         (status = 500, description = "`NO_PASSWORD_INFO`: the account has no password", body = ErrorBody),
     ))]

@@ -1,0 +1,62 @@
+//! Per-client-IP budgets on the unauthenticated routes, and who may say what the client IP is.
+
+use authd_tests::{Db, TestApp};
+
+async fn login_from(app: &TestApp, forwarded_for: Option<&str>) -> authd_tests::Reply {
+    let mut req = app.client.post(app.url("/auth/login")).json(
+        &serde_json::json!({ "username": "nobody@example.org", "password": "Wrong1password" }),
+    );
+    if let Some(ip) = forwarded_for {
+        req = req.header("x-forwarded-for", ip);
+    }
+    app.send(req).await
+}
+
+const BUDGET: &[(&str, &str)] = &[
+    ("AUTHD__LIMITS__IP_LOGIN__CAPACITY", "3"),
+    ("AUTHD__LIMITS__IP_LOGIN__REFILL_PER_MINUTE", "1"),
+    // Keep the per-account backoff out of the way.
+    ("AUTHD__LIMITS__PASSWORD_BACKOFF__FREE_FAILURES", "1000"),
+];
+
+#[actix_web::test]
+async fn a_client_ip_that_spends_its_budget_gets_429_and_a_spoofed_forwarded_for_does_not_help() {
+    let app = TestApp::spawn_with(Db::Sqlite, BUDGET).await;
+    for i in 0..3 {
+        // Without a trusted proxy, X-Forwarded-For is ignored: all three come from 127.0.0.1.
+        let res = login_from(&app, Some(&format!("198.51.100.{i}"))).await;
+        res.assert_error(401, "PASSWORD_INCORRECT");
+    }
+    let res = login_from(&app, Some("198.51.100.99")).await;
+    res.assert_error(429, "TOO_MANY_REQUESTS");
+    let wait = res.json()["retryAfter"].as_u64().unwrap();
+    assert!((55..=60).contains(&wait), "one token per minute: {wait}");
+    // The reset routes have their own budget.
+    assert_eq!(app.reset_send("x@example.org", "").await.status, 200);
+}
+
+#[actix_web::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget() {
+    let mut settings = BUDGET.to_vec();
+    settings.push(("AUTHD__HTTP__TRUSTED_PROXIES", "127.0.0.0/8,10.0.0.1"));
+    let app = TestApp::spawn_with(Db::Sqlite, &settings).await;
+    for _ in 0..3 {
+        login_from(&app, Some("203.0.113.5"))
+            .await
+            .assert_error(401, "PASSWORD_INCORRECT");
+    }
+    login_from(&app, Some("203.0.113.5"))
+        .await
+        .assert_error(429, "TOO_MANY_REQUESTS");
+    // Another client behind the same proxy, and one behind a chain of trusted proxies.
+    login_from(&app, Some("203.0.113.6"))
+        .await
+        .assert_error(401, "PASSWORD_INCORRECT");
+    login_from(&app, Some("203.0.113.5, 10.0.0.1"))
+        .await
+        .assert_error(429, "TOO_MANY_REQUESTS");
+    // A client cannot escape by prepending addresses: the right-most untrusted one counts.
+    login_from(&app, Some("1.1.1.1, 203.0.113.5"))
+        .await
+        .assert_error(429, "TOO_MANY_REQUESTS");
+}
