@@ -12,7 +12,22 @@ async fn openapi_document_is_3_1_and_lists_every_route_with_its_errors() {
         doc["openapi"]
     );
     let paths = doc["paths"].as_object().expect("paths");
-    for path in ["/healthz", "/readyz"] {
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/user/password/reset/send",
+        "/v1/auth/forgot-password",
+        "/user/password/reset/validate",
+        "/user/password/otp",
+        "/user/password/old-password",
+        "/auth/login",
+        "/auth/accesstoken",
+        "/auth/accesstoken/validate",
+        "/auth/refreshtoken",
+        "/auth/refreshtoken/validate",
+        "/auth/logout",
+        "/.well-known/jwks.json",
+    ] {
         assert!(
             paths.contains_key(path),
             "{path} missing from {:?}",
@@ -20,6 +35,34 @@ async fn openapi_document_is_3_1_and_lists_every_route_with_its_errors() {
         );
     }
     assert!(doc["paths"]["/readyz"]["get"]["responses"]["503"].is_object());
+    let send = &doc["paths"]["/user/password/reset/send"]["post"];
+    for status in ["200", "400", "403", "413", "415", "429", "500"] {
+        assert!(
+            send["responses"][status].is_object(),
+            "reset/send lacks {status}"
+        );
+    }
+    assert!(send["responses"]["429"]["headers"]["Retry-After"].is_object());
+    let params: Vec<&str> = send["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(params, ["origin", "language"]);
+    assert!(doc["paths"]["/user/password/otp"]["put"]["responses"]["401"].is_object());
+    let login = &doc["paths"]["/auth/login"]["post"]["responses"];
+    assert!(
+        login["200"]["content"]["text/plain"].is_object(),
+        "login answers text/plain"
+    );
+    assert!(doc["paths"]["/auth/logout"]["post"]["responses"]["204"].is_object());
+    for scheme in ["refresh", "access", "sudo", "partial"] {
+        assert_eq!(
+            doc["components"]["securitySchemes"][scheme]["scheme"], "bearer",
+            "{scheme}"
+        );
+    }
     let error = &doc["components"]["schemas"]["ErrorBody"]["properties"];
     for field in ["statusCode", "error", "message", "retryAfter"] {
         assert!(

@@ -416,3 +416,46 @@ async fn a_disabled_account_cannot_log_in_or_refresh(db: Db) {
         .await
         .assert_error(401, "INVALID_TOKEN");
 }
+
+/// The same check with PyJWT (PyPI), a JWT library that shares no code with the server's.
+#[actix_web::test]
+async fn pyjwt_verifies_an_access_token_with_the_published_jwks() {
+    let python = concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv/bin/python");
+    assert!(
+        std::path::Path::new(python).exists(),
+        "{python} is missing: run scripts/ensure-services (it installs PyJWT into ./.venv)"
+    );
+    let (app, id) = app_with_user(Db::Sqlite, &[]).await;
+    let refresh = app.login_ok("ann@example.org", PASSWORD).await;
+    let access = app.access_token(&refresh).await;
+    let jwks = app.get("/.well-known/jwks.json").await.text;
+    let script = r#"
+import json, sys, jwt
+token, jwks = sys.argv[1], json.loads(sys.argv[2])
+kid = jwt.get_unverified_header(token)["kid"]
+key = next(jwt.PyJWK(k) for k in jwks["keys"] if k["kid"] == kid)
+claims = jwt.decode(token, key=key, algorithms=["EdDSA"], issuer="authd")
+print(claims["sub"], claims["typ"])
+"#;
+    let out = std::process::Command::new(python)
+        .args(["-c", script, &access, &jwks])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("{id} access")
+    );
+
+    // And PyJWT refuses the token once its signature is broken.
+    let broken = format!("{}AAAA", &access[..access.len() - 4]);
+    let out = std::process::Command::new(python)
+        .args(["-c", script, &broken, &jwks])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a broken signature must not verify");
+}

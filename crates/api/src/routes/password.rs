@@ -389,7 +389,7 @@ pub struct ChangePasswordBody {
         (status = 401, description = "`PASSWORD_INCORRECT`, `NO_TOKEN_PROVIDED` or `INVALID_TOKEN`", body = ErrorBody),
         (status = 413, description = "`PAYLOAD_TOO_LARGE`", body = ErrorBody),
         (status = 415, description = "`UNSUPPORTED_MEDIA_TYPE`", body = ErrorBody),
-        (status = 429, description = "`TOO_MANY_FAILED_PASSWORD_CHECKS`, or `TOO_MANY_REQUESTS` from this client IP (login)", body = ErrorBody,
+        (status = 429, description = "`TOO_MANY_FAILED_PASSWORD_CHECKS`", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds until the next attempt may be made"))),
         (status = 500, description = "`NO_PASSWORD_INFO`: the account has no password", body = ErrorBody),
     ))]
