@@ -363,9 +363,12 @@ async fn deliver_round(shared: &Arc<Shared>) -> bool {
         }
     };
     let full = claimed.len() as i64 >= batch;
-    futures_util::stream::iter(claimed)
-        .for_each_concurrent(shared.cfg.concurrency, |row| deliver_one(shared, row))
+    let outcomes: Vec<Outcome> = futures_util::stream::iter(claimed)
+        .map(|row| deliver_one(shared, row))
+        .buffer_unordered(shared.cfg.concurrency.max(1))
+        .collect()
         .await;
+    record(shared, outcomes).await;
     full
 }
 
@@ -386,18 +389,23 @@ async fn update_gauges(shared: &Arc<Shared>) {
     }
 }
 
-async fn deliver_one(shared: &Arc<Shared>, row: outbox::Claimed) {
-    let id = row.id;
+/// What happened to one claimed mail.
+struct Outcome {
+    row: outbox::Claimed,
+    backend: &'static str,
+    result: Result<(), crate::SendError>,
+}
+
+async fn deliver_one(shared: &Arc<Shared>, row: outbox::Claimed) -> Outcome {
     let Some(rt) = shared.origins.get(&row.origin) else {
-        return finish(
-            shared,
-            &row,
-            "unknown",
-            Err(crate::SendError::permanent(
-                "origin is no longer configured",
-            )),
-        )
-        .await;
+        let result = Err(crate::SendError::permanent(
+            "origin is no longer configured",
+        ));
+        return Outcome {
+            row,
+            backend: "unknown",
+            result,
+        };
     };
     let backend = rt.backend.name();
     let opened = row
@@ -413,15 +421,13 @@ async fn deliver_one(shared: &Arc<Shared>, row: outbox::Claimed) {
     let result = match opened {
         Ok(envelope) => {
             let mail = Outgoing {
-                id,
+                id: row.id,
                 created_at_ms: row.created_at_ms,
                 envelope,
             };
-            match tokio::time::timeout(
-                Duration::from_secs(shared.cfg.send_timeout_secs),
-                rt.backend.send(&mail),
-            )
-            .await
+            let send = rt.backend.send(&mail);
+            match tokio::time::timeout(Duration::from_secs(shared.cfg.send_timeout_secs), send)
+                .await
             {
                 Ok(r) => r,
                 Err(_) => Err(crate::SendError::transient("send timed out")),
@@ -429,60 +435,99 @@ async fn deliver_one(shared: &Arc<Shared>, row: outbox::Claimed) {
         }
         Err(e) => Err(e),
     };
-    finish(shared, &row, backend, result).await;
+    Outcome {
+        row,
+        backend,
+        result,
+    }
 }
 
-async fn finish(
-    shared: &Arc<Shared>,
-    row: &outbox::Claimed,
-    backend: &'static str,
-    result: Result<(), crate::SendError>,
-) {
-    let (id, worker, now) = (row.id, shared.worker.clone(), now_ms());
-    let labels_origin = row.origin.clone();
-    let kind = MailKind::parse(&row.kind).map_or("unknown", MailKind::as_str);
-    let recorded = match result {
-        Ok(()) => {
-            metrics::counter!(names::MAIL_SENT_TOTAL, "origin" => labels_origin, "backend" => backend, "kind" => kind).increment(1);
-            metrics::histogram!(names::MAIL_DELIVERY_SECONDS)
-                .record((now - row.created_at_ms).max(0) as f64 / 1000.0);
-            tracing::info!(outbox_id = id, kind, to = %row.recipient_masked, attempts = row.attempts, "mail delivered");
-            shared
-                .store
-                .run(move |c| outbox::mark_sent(c, id, &worker, now))
-                .await
-        }
-        Err(e) => {
-            let dead = e.permanent
-                || row.attempts >= i32::try_from(shared.cfg.max_attempts).unwrap_or(i32::MAX);
-            metrics::counter!(names::MAIL_FAILURES_TOTAL, "origin" => labels_origin, "backend" => backend, "kind" => kind, "permanent" => if e.permanent { "true" } else { "false" })
-                .increment(1);
-            let message = e.message.clone();
-            if dead {
-                tracing::error!(outbox_id = id, kind, to = %row.recipient_masked, attempts = row.attempts, cause = %message, "mail is dead: giving up");
-                shared
-                    .store
-                    .run(move |c| outbox::mark_dead(c, id, &worker, &message))
-                    .await
-            } else {
-                let wait = backoff(&shared.cfg, row.attempts);
-                tracing::warn!(outbox_id = id, kind, to = %row.recipient_masked, attempts = row.attempts, retry_in_ms = wait.as_millis() as u64, cause = %message, "mail delivery failed; will retry");
-                let next = now + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 2);
-                shared
-                    .store
-                    .run(move |c| outbox::mark_retry(c, id, &worker, next, &message))
-                    .await
+/// What to write for one outcome.
+enum Mark {
+    Sent,
+    Retry { next_at_ms: i64, error: String },
+    Dead { error: String },
+}
+
+/// Counts and logs each outcome, then records all of a round's results in one transaction
+/// (one write instead of one per mail: SQLite has a single writer, and the request path
+/// needs it more).
+async fn record(shared: &Arc<Shared>, outcomes: Vec<Outcome>) {
+    let now = now_ms();
+    let max_attempts = i32::try_from(shared.cfg.max_attempts).unwrap_or(i32::MAX);
+    let mut marks = Vec::with_capacity(outcomes.len());
+    for Outcome {
+        row,
+        backend,
+        result,
+    } in outcomes
+    {
+        let id = row.id;
+        let kind = MailKind::parse(&row.kind).map_or("unknown", MailKind::as_str);
+        let origin = row.origin.clone();
+        let mark = match result {
+            Ok(()) => {
+                metrics::counter!(names::MAIL_SENT_TOTAL, "origin" => origin, "backend" => backend, "kind" => kind)
+                    .increment(1);
+                metrics::histogram!(names::MAIL_DELIVERY_SECONDS)
+                    .record((now - row.created_at_ms).max(0) as f64 / 1000.0);
+                tracing::info!(outbox_id = id, kind, to = %row.recipient_masked, attempts = row.attempts, "mail delivered");
+                Mark::Sent
+            }
+            Err(e) => {
+                let permanent = if e.permanent { "true" } else { "false" };
+                metrics::counter!(names::MAIL_FAILURES_TOTAL, "origin" => origin, "backend" => backend, "kind" => kind, "permanent" => permanent)
+                    .increment(1);
+                if e.permanent || row.attempts >= max_attempts {
+                    tracing::error!(outbox_id = id, kind, to = %row.recipient_masked, attempts = row.attempts, cause = %e.message, "mail is dead: giving up");
+                    Mark::Dead { error: e.message }
+                } else {
+                    let wait = backoff(&shared.cfg, row.attempts);
+                    tracing::warn!(outbox_id = id, kind, to = %row.recipient_masked, attempts = row.attempts, retry_in_ms = wait.as_millis() as u64, cause = %e.message, "mail delivery failed; will retry");
+                    let next_at_ms = now + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 2);
+                    Mark::Retry {
+                        next_at_ms,
+                        error: e.message,
+                    }
+                }
+            }
+        };
+        marks.push((id, mark));
+    }
+    let worker = shared.worker.clone();
+    let recorded = shared
+        .store
+        .run(move |c| {
+            use authd_store::Connection;
+            c.transaction(|c| {
+                let mut lost = Vec::new();
+                for (id, mark) in &marks {
+                    let mine = match mark {
+                        Mark::Sent => outbox::mark_sent(c, *id, &worker, now)?,
+                        Mark::Retry { next_at_ms, error } => {
+                            outbox::mark_retry(c, *id, &worker, *next_at_ms, error)?
+                        }
+                        Mark::Dead { error } => outbox::mark_dead(c, *id, &worker, error)?,
+                    };
+                    if !mine {
+                        lost.push(*id);
+                    }
+                }
+                Ok(lost)
+            })
+        })
+        .await;
+    match recorded {
+        Ok(lost) => {
+            for id in lost {
+                tracing::warn!(
+                    outbox_id = id,
+                    "outbox: lease was taken over before the result was recorded"
+                );
             }
         }
-    };
-    match recorded {
-        Ok(true) => {}
-        Ok(false) => tracing::warn!(
-            outbox_id = id,
-            "outbox: lease was taken over before the result was recorded"
-        ),
         Err(e) => {
-            tracing::error!(outbox_id = id, cause = %e, "outbox: cannot record the delivery result; the lease will expire and the mail be retried")
+            tracing::error!(cause = %e, "outbox: cannot record delivery results; the leases will expire and the mails be retried")
         }
     }
 }
