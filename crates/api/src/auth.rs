@@ -75,7 +75,7 @@ impl FromRequest for RefreshAuth {
             let lookup = hash.clone();
             let live = state
                 .store
-                .run(move |c| {
+                .read(move |c| {
                     let Some(t) = refresh_tokens::find_live(c, &lookup, now_ms())? else {
                         return Ok(None);
                     };

@@ -376,7 +376,7 @@ async fn deliver_round(shared: &Arc<Shared>) -> bool {
 async fn update_gauges(shared: &Arc<Shared>) {
     let counts = shared
         .store
-        .run(|c| {
+        .read(|c| {
             Ok((
                 outbox::count_by_status(c, outbox::PENDING)?,
                 outbox::count_by_status(c, outbox::DEAD)?,

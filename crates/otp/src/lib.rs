@@ -264,7 +264,7 @@ impl Handler<Check> for OtpIssuer {
         Box::pin(async move {
             let user_id = msg.user_id;
             let row = store
-                .run(move |c| otps::find_live(c, user_id, purpose.as_str(), max, now_ms()))
+                .read(move |c| otps::find_live(c, user_id, purpose.as_str(), max, now_ms()))
                 .await?;
             let outcome = |o: &'static str| {
                 metrics::counter!(names::OTP_CHECKS_TOTAL, "purpose" => purpose.as_str(), "outcome" => o).increment(1);

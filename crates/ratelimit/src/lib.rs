@@ -293,7 +293,7 @@ impl Handler<CheckBackoff> for RateLimiter {
             async move {
                 let hash = key_hash.clone();
                 let until = store
-                    .run(move |c| backoffs::blocked_until(c, backoff.as_str(), &hash, now))
+                    .read(move |c| backoffs::blocked_until(c, backoff.as_str(), &hash, now))
                     .await?;
                 Ok((key_hash, until))
             }

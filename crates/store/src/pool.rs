@@ -1,5 +1,6 @@
 //! The connection pool and the bridge from async callers to synchronous Diesel.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use authd_settings::DatabaseUrl;
@@ -81,6 +82,11 @@ pub struct PoolState {
 pub struct Store {
     pool: Pool<Manager>,
     backend: Backend,
+    /// SQLite has one writer at a time, and a writer that finds the lock taken sleeps in
+    /// steps of up to 100 ms before it tries again. Writers of this process queue here
+    /// instead, so they wait exactly as long as the writer before them. (Other processes on
+    /// the same file still meet the busy timeout.) `None` on PostgreSQL.
+    writer: Option<Arc<Mutex<()>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -113,7 +119,12 @@ impl Store {
                 url: opts.url.clone(),
                 busy_timeout: opts.sqlite_busy_timeout,
             });
-        Self { pool, backend }
+        let writer = (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(())));
+        Self {
+            pool,
+            backend,
+            writer,
+        }
     }
 
     /// Connections open and idle right now, for the pool gauge.
@@ -135,8 +146,28 @@ impl Store {
     }
 
     /// Runs `f` with a pooled connection on the blocking pool. Every query issued while
-    /// serving requests goes through here.
+    /// serving requests goes through here or [`Store::read`]. On SQLite, `f` runs as this
+    /// process's only writer.
     pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        let writer = self.writer.clone();
+        tokio::task::spawn_blocking(move || {
+            let _turn = writer
+                .as_ref()
+                .map(|w| w.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+            let mut conn = pool.get()?;
+            f(&mut conn)
+        })
+        .await?
+    }
+
+    /// Like [`Store::run`], for work that only reads: it does not queue behind writers
+    /// (SQLite in WAL mode lets readers run beside the writer).
+    pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
@@ -156,7 +187,7 @@ impl Store {
 
     /// Ready means: the database answers and no migration is pending.
     pub async fn ready(&self) -> Result<bool, StoreError> {
-        self.run(|conn| {
+        self.read(|conn| {
             conn.batch_execute("SELECT 1")?;
             Ok(!conn.has_pending_migrations()?)
         })

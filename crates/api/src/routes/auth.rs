@@ -174,7 +174,7 @@ pub async fn login(
         Some(e) => {
             state
                 .store
-                .run(move |c| users::find_by_email(c, &e))
+                .read(move |c| users::find_by_email(c, &e))
                 .await?
         }
         None => None,

@@ -177,7 +177,7 @@ async fn send_reset(
     let lookup = email.clone();
     let user = state
         .store
-        .run(move |c| users::find_by_email(c, &lookup))
+        .read(move |c| users::find_by_email(c, &lookup))
         .await?
         .filter(|u| !u.disabled);
     let link = state.settings.origin(&origin).map(|o| o.reset_url.clone());
@@ -263,7 +263,7 @@ async fn check_reset_code(
 ) -> Result<(users::User, authd_otp::VerifiedOtp), ApiError> {
     let user = state
         .store
-        .run(move |c| users::find_by_email(c, &email))
+        .read(move |c| users::find_by_email(c, &email))
         .await?
         .filter(|u| !u.disabled)
         .ok_or_else(otp_invalid)?;
@@ -407,7 +407,7 @@ pub async fn change_password(
     let user_id = auth.user_id;
     let user = state
         .store
-        .run(move |c| users::find_by_id(c, user_id))
+        .read(move |c| users::find_by_id(c, user_id))
         .await?
         .filter(|u| !u.disabled)
         .ok_or_else(crate::auth::invalid_token)?;
