@@ -275,16 +275,14 @@ struct Actors {
 fn start_actors(settings: &Settings, store: &Store, keys: &keys::Keys) -> anyhow::Result<Actors> {
     use actix::Actor;
     let catalog = load_catalog(settings)?;
-    // Each actor gets a thread (arbiter) of its own: rendering mails, answering limits and
-    // issuing codes then run side by side instead of taking turns on one thread.
     let mailer = authd_mail::Mailer::new(
         &settings.mail,
         &settings.origins,
         catalog,
         authd_mail::Sealer::new(&keys.otp),
         store.clone(),
-    )?;
-    let mailer = actix::Actor::start_in_arbiter(&actix::Arbiter::new().handle(), move |_| mailer);
+    )?
+    .start();
     let policies = std::collections::HashMap::from([(
         authd_ratelimit::Limit::ResetMail,
         authd_ratelimit::Policy {
@@ -325,8 +323,8 @@ fn start_actors(settings: &Settings, store: &Store, keys: &keys::Keys) -> anyhow
         backoffs,
         ip,
         settings.limits.denied_cache_size,
-    );
-    let limiter = actix::Actor::start_in_arbiter(&actix::Arbiter::new().handle(), move |_| limiter);
+    )
+    .start();
     spawn_heartbeat(settings, store.clone(), limiter.clone());
     let otp = authd_otp::OtpIssuer::new(
         store.clone(),
