@@ -136,6 +136,18 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// Reads a whole answer.
+    pub async fn read(res: reqwest::Response) -> Self {
+        let status = res.status();
+        let headers = res.headers().clone();
+        let text = res.text().await.expect("body");
+        Self {
+            status,
+            headers,
+            text,
+        }
+    }
+
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.text)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.text))
@@ -261,15 +273,7 @@ impl TestApp {
     }
 
     pub async fn send(&self, req: reqwest::RequestBuilder) -> Reply {
-        let res = req.send().await.expect("request reaches the server");
-        let status = res.status();
-        let headers = res.headers().clone();
-        let text = res.text().await.expect("body");
-        Reply {
-            status,
-            headers,
-            text,
-        }
+        Reply::read(req.send().await.expect("request reaches the server")).await
     }
 
     pub fn url(&self, path: &str) -> String {

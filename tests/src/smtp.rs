@@ -569,20 +569,14 @@ impl AuthdProcess {
     }
 
     pub async fn get(&self, path: &str) -> Reply {
-        let res = self
-            .client
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("request reaches authd");
-        let status = res.status();
-        let headers = res.headers().clone();
-        let text = res.text().await.expect("body");
-        Reply {
-            status,
-            headers,
-            text,
-        }
+        Reply::read(
+            self.client
+                .get(self.url(path))
+                .send()
+                .await
+                .expect("request reaches authd"),
+        )
+        .await
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> Reply {
@@ -593,14 +587,7 @@ impl AuthdProcess {
             .send()
             .await
             .unwrap_or_else(|e| panic!("POST {path} reaches authd on port {}: {e}", self.port));
-        let status = res.status();
-        let headers = res.headers().clone();
-        let text = res.text().await.expect("body");
-        Reply {
-            status,
-            headers,
-            text,
-        }
+        Reply::read(res).await
     }
 
     /// SIGKILL: the process dies at once, whatever it was doing.
