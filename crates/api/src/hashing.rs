@@ -1,7 +1,7 @@
 //! Password hashing off the async workers, with bounded concurrency: argon2 is CPU-bound, and
 //! more hashes at once than cores only delays everything else.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use authd_domain::{Argon2Params, Password, PasswordHash, PasswordHashError};
 use tokio::sync::Semaphore;
@@ -18,6 +18,8 @@ pub struct Hasher {
     permits: Arc<Semaphore>,
     /// Verified against when there is no account, so that case costs what a real check costs.
     dummy: Arc<PasswordHash>,
+    /// argon2 working memory, reused: at most one buffer per permit.
+    memory: Arc<Mutex<Vec<Vec<argon2::Block>>>>,
 }
 
 impl Hasher {
@@ -35,6 +37,7 @@ impl Hasher {
             params,
             permits: Arc::new(Semaphore::new(n)),
             dummy: Arc::new(dummy),
+            memory: Arc::new(Mutex::new(Vec::new())),
         })
     }
 
@@ -64,6 +67,19 @@ impl Hasher {
     }
 
     pub async fn verify(&self, hash: PasswordHash, candidate: String) -> Result<bool, ApiError> {
-        self.blocking(move || hash.verify(&candidate)).await
+        let pool = self.memory.clone();
+        self.blocking(move || {
+            let mut memory = pool
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop()
+                .unwrap_or_default();
+            let result = hash.verify_with_memory(&candidate, &mut memory);
+            pool.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(memory);
+            result
+        })
+        .await
     }
 }
