@@ -316,26 +316,8 @@ pub async fn reset_with_otp(
         state.settings.mail.default_origin.clone()
     };
     let to = input::email(&user.email)?;
-    let changed_at = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string();
-    let notice = match state
-        .mailer
-        .send(Render {
-            origin,
-            kind: MailKind::PasswordChanged,
-            language: Some(verified.language.clone()),
-            to,
-            vars: serde_json::json!({ "changed_at": changed_at }),
-        })
-        .await
-    {
-        Ok(Ok(mail)) => Some(mail),
-        // The reset itself must not fail for want of a notice; the failure is counted and logged.
-        Ok(Err(e)) => {
-            tracing::error!(cause = %e, "password_changed notice could not be rendered");
-            None
-        }
-        Err(e) => return Err(ApiError::internal(e)),
-    };
+    let notice =
+        password_changed_notice(&state, origin, Some(verified.language.clone()), to).await?;
 
     let (user_id, otp_id, code_hash, max) = (
         user.id,
@@ -426,25 +408,8 @@ pub async fn change_password(
     }
     let hash = state.hasher.hash(password).await?;
     let to = input::email(&user.email)?;
-    let changed_at = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string();
-    let notice = match state
-        .mailer
-        .send(Render {
-            origin: state.settings.mail.default_origin.clone(),
-            kind: MailKind::PasswordChanged,
-            language: None,
-            to,
-            vars: serde_json::json!({ "changed_at": changed_at }),
-        })
-        .await
-    {
-        Ok(Ok(mail)) => Some(mail),
-        Ok(Err(e)) => {
-            tracing::error!(cause = %e, "password_changed notice could not be rendered");
-            None
-        }
-        Err(e) => return Err(ApiError::internal(e)),
-    };
+    let origin = state.settings.mail.default_origin.clone();
+    let notice = password_changed_notice(&state, origin, None, to).await?;
     let keep = auth.sid.clone();
     state
         .store
@@ -462,4 +427,31 @@ pub async fn change_password(
         .await?;
     state.mailer.do_send(authd_mail::Wake);
     Ok(json_ok(&()))
+}
+
+/// Renders the "password changed" notice for the outbox. A template failure is counted and
+/// logged by the Mailer and yields `None`: the password change itself must not fail for want
+/// of a notice.
+async fn password_changed_notice(
+    state: &AppState,
+    origin: String,
+    language: Option<String>,
+    to: authd_domain::Email,
+) -> Result<Option<authd_mail::PreparedMail>, ApiError> {
+    let changed_at = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string();
+    let render = Render {
+        origin,
+        kind: MailKind::PasswordChanged,
+        language,
+        to,
+        vars: serde_json::json!({ "changed_at": changed_at }),
+    };
+    match state.mailer.send(render).await {
+        Ok(Ok(mail)) => Ok(Some(mail)),
+        Ok(Err(e)) => {
+            tracing::error!(cause = %e, "password_changed notice could not be rendered");
+            Ok(None)
+        }
+        Err(e) => Err(ApiError::internal(e)),
+    }
 }
