@@ -53,6 +53,11 @@ fn verify(state: &AppState, token: &str, kind: TokenKind) -> Result<Claims, ApiE
         .map_err(|_| invalid_token())
 }
 
+/// The bearer token and the application state, read before the async part of an extractor.
+fn bearer_and_state(req: &HttpRequest) -> Result<(String, web::Data<AppState>), ApiError> {
+    Ok((bearer(req)?, state(req)?))
+}
+
 type Fut<T> = Pin<Box<dyn Future<Output = Result<T, ApiError>>>>;
 
 /// A live refresh token: the login it belongs to.
@@ -68,7 +73,7 @@ impl FromRequest for RefreshAuth {
     type Future = Fut<Self>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let parts = bearer(req).and_then(|t| Ok((t, state(req)?)));
+        let parts = bearer_and_state(req);
         Box::pin(async move {
             let (token, state) = parts?;
             let hash = refresh_token_hash(&token);
@@ -160,7 +165,7 @@ impl FromRequest for SudoOrAccessWithout2fa {
     type Future = Fut<Self>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let parts = bearer(req).and_then(|t| Ok((t, state(req)?)));
+        let parts = bearer_and_state(req);
         Box::pin(async move {
             let (token, state) = parts?;
             let now = chrono::Utc::now().timestamp();

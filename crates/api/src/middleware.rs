@@ -11,7 +11,7 @@ use actix_web::error::InternalError;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
-use actix_web::{HttpMessage, HttpResponse, ResponseError};
+use actix_web::{HttpResponse, ResponseError};
 use authd_telemetry::names;
 use futures_util::FutureExt;
 use tracing::Instrument;
@@ -21,10 +21,6 @@ use crate::error::{
 };
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// The id of the request being served, for handlers that want to log or return it.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
 
 /// Accepts a caller's id when it is short and plain (so it cannot forge log lines);
 /// otherwise makes a new one.
@@ -69,7 +65,6 @@ pub async fn observe(
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let started = Instant::now();
     let id = request_id(&req);
-    req.extensions_mut().insert(RequestId(id.clone()));
     let method = method_label(req.method());
     // Computed from the route table, not from the routing result, so it is known even when
     // the handler panics. Unknown paths share one label.

@@ -3,7 +3,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -595,10 +594,6 @@ impl Settings {
         // Validated in `load`.
         DatabaseUrl::parse(self.database.url.expose_secret())
             .unwrap_or(DatabaseUrl::Sqlite(PathBuf::from(":memory:")))
-    }
-
-    pub fn shutdown_timeout(&self) -> Duration {
-        Duration::from_secs(self.http.shutdown_timeout_secs)
     }
 }
 
