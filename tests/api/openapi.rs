@@ -27,6 +27,21 @@ async fn openapi_document_is_3_1_and_lists_every_route_with_its_errors() {
         "/auth/refreshtoken/validate",
         "/auth/logout",
         "/.well-known/jwks.json",
+        "/user/2fa",
+        "/user/2fa/email-otp/setup",
+        "/user/2fa/email-otp/enable",
+        "/user/2fa/email-otp/challenge",
+        "/user/2fa/email-otp/authenticate",
+        "/user/2fa/email-otp/next-email",
+        "/user/2fa/email-otp",
+        "/user/2fa/totp/setup",
+        "/user/2fa/totp/enable",
+        "/user/2fa/totp/authenticate",
+        "/user/2fa/totp/next-guess",
+        "/user/2fa/totp",
+        "/user/2fa/recovery-code/authenticate",
+        "/user/2fa/recovery-code/reset",
+        "/user/2fa/recovery-code/next-guess",
     ] {
         assert!(
             paths.contains_key(path),
@@ -57,6 +72,25 @@ async fn openapi_document_is_3_1_and_lists_every_route_with_its_errors() {
         "login answers text/plain"
     );
     assert!(doc["paths"]["/auth/logout"]["post"]["responses"]["204"].is_object());
+    let required = doc["components"]["schemas"]["TwoFactorRequiredBody"]["properties"]
+        .as_object()
+        .map(|p| p.contains_key("partialToken") && p.contains_key("methods"));
+    assert_eq!(
+        required,
+        Some(true),
+        "the login's 401 documents partialToken and methods"
+    );
+    let totp = &doc["paths"]["/user/2fa/totp/authenticate"]["post"];
+    for status in ["200", "401", "409", "429", "500"] {
+        assert!(
+            totp["responses"][status].is_object(),
+            "totp/authenticate lacks {status}"
+        );
+    }
+    assert_eq!(
+        totp["security"],
+        serde_json::json!([{"access": []}, {"partial": []}])
+    );
     for scheme in ["refresh", "access", "sudo", "partial"] {
         assert_eq!(
             doc["components"]["securitySchemes"][scheme]["scheme"], "bearer",

@@ -234,6 +234,10 @@ impl TestApp {
                 "AUTHD__SECRETS__OTP_KEY".into(),
                 "test-otp-key-0123456789abcdef0123456789".into(),
             ),
+            (
+                "AUTHD__SECRETS__TOTP_KEY".into(),
+                "test-totp-key-0123456789abcdef012345678".into(),
+            ),
             // Tests send many requests from one address; the per-IP budgets have tests of
             // their own.
             ("AUTHD__LIMITS__IP_LOGIN__CAPACITY".into(), "100000".into()),

@@ -195,3 +195,37 @@ impl FromRequest for SudoOrAccessWithout2fa {
         })
     }
 }
+
+/// An access token (proves identity) or a partial token (password right, second factor
+/// pending): what the `authenticate` calls and the email-OTP challenge take.
+#[derive(Debug, Clone)]
+pub struct AccessOrPartial {
+    pub user_id: i64,
+    /// True for a partial token: a successful second factor completes a login.
+    pub partial: bool,
+    /// The login of an access token.
+    pub sid: Option<String>,
+}
+
+impl FromRequest for AccessOrPartial {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready((|| {
+            let token = bearer(req)?;
+            let state = state(req)?;
+            let now = chrono::Utc::now().timestamp();
+            let (claims, partial) = match state.signer.verify(&token, TokenKind::Access, now) {
+                Ok(c) => (c, false),
+                Err(_) => (verify(&state, &token, TokenKind::Partial)?, true),
+            };
+            let user_id = claims.user_id().ok_or_else(invalid_token)?;
+            Ok(Self {
+                user_id,
+                partial,
+                sid: claims.sid,
+            })
+        })())
+    }
+}

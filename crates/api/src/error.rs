@@ -201,8 +201,19 @@ pub(crate) fn contract_response(
     body: &ErrorBody,
     allow: Option<&'static str>,
 ) -> HttpResponse {
+    contract_response_with(status, body, body.retry_after, allow)
+}
+
+/// An error answer whose body extends the contract's shape with extra fields (the login's
+/// `TWO_FACTOR_REQUIRED` carries `partialToken` and `methods`).
+pub(crate) fn contract_response_with(
+    status: StatusCode,
+    body: &impl Serialize,
+    retry_after: Option<u64>,
+    allow: Option<&'static str>,
+) -> HttpResponse {
     let mut res = HttpResponse::build(status);
-    if let Some(secs) = body.retry_after {
+    if let Some(secs) = retry_after {
         res.insert_header((header::RETRY_AFTER, secs));
     }
     if let Some(allow) = allow {

@@ -16,8 +16,10 @@ pub mod hashing;
 pub mod input;
 pub mod json;
 pub mod middleware;
+pub mod notices;
 pub mod openapi;
 pub mod routes;
+pub mod throttle;
 
 pub use error::{ApiError, ErrorBody};
 pub use hashing::Hasher;
@@ -36,6 +38,7 @@ pub struct AppState {
     pub hasher: Hasher,
     pub signer: Arc<authd_domain::tokens::TokenSigner>,
     pub trusted_proxies: client_ip::TrustedProxies,
+    pub two_factor: routes::two_factor::TwoFactorKeys,
 }
 
 /// A 200 with a JSON body, typed `application/json; charset=utf-8` as the contract says.

@@ -13,6 +13,8 @@ pub struct Keys {
     /// Keys the hashes of one-time codes and throttle keys, and (derived) the outbox
     /// encryption key.
     pub otp: Vec<u8>,
+    /// Encrypts TOTP secrets at rest.
+    pub totp: Vec<u8>,
     /// The Ed25519 private key (PKCS#8 PEM) that signs access, sudo and partial tokens.
     pub signing_pem: String,
     /// Older signing keys that still verify.
@@ -27,34 +29,47 @@ impl std::fmt::Debug for Keys {
 
 const MIN_KEY_BYTES: usize = 32;
 
+/// A configured symmetric key, or in development one generated for this database.
+async fn symmetric_key(
+    store: &Store,
+    name: &'static str,
+    configured: &secrecy::SecretString,
+) -> anyhow::Result<Vec<u8>> {
+    let configured = configured.expose_secret().as_bytes().to_vec();
+    let key = if configured.is_empty() {
+        tracing::warn!(
+            "secrets.{name} is not set: using a key generated for this database (development only)"
+        );
+        let now = chrono::Utc::now().timestamp_millis();
+        let hex_key = store
+            .run(move |c| {
+                secrets::get_or_create(
+                    c,
+                    name,
+                    || {
+                        let mut k = [0u8; 32];
+                        rand::rngs::OsRng.fill_bytes(&mut k);
+                        hex::encode(k)
+                    },
+                    now,
+                )
+            })
+            .await
+            .with_context(|| format!("cannot load the generated development key {name}"))?;
+        hex_key.into_bytes()
+    } else {
+        configured
+    };
+    if key.len() < MIN_KEY_BYTES {
+        bail!("configuration: secrets.{name} must be at least {MIN_KEY_BYTES} bytes long");
+    }
+    Ok(key)
+}
+
 impl Keys {
     pub async fn resolve(settings: &Settings, store: &Store) -> anyhow::Result<Self> {
-        let configured = settings.secrets.otp_key.expose_secret().as_bytes().to_vec();
-        let otp = if configured.is_empty() {
-            tracing::warn!("secrets.otp_key is not set: using a key generated for this database (development only)");
-            let now = chrono::Utc::now().timestamp_millis();
-            let hex_key = store
-                .run(move |c| {
-                    secrets::get_or_create(
-                        c,
-                        "otp_key",
-                        || {
-                            let mut k = [0u8; 32];
-                            rand::rngs::OsRng.fill_bytes(&mut k);
-                            hex::encode(k)
-                        },
-                        now,
-                    )
-                })
-                .await
-                .context("cannot load the generated development key")?;
-            hex_key.into_bytes()
-        } else {
-            configured
-        };
-        if otp.len() < MIN_KEY_BYTES {
-            bail!("configuration: secrets.otp_key must be at least {MIN_KEY_BYTES} bytes long");
-        }
+        let otp = symmetric_key(store, "otp_key", &settings.secrets.otp_key).await?;
+        let totp = symmetric_key(store, "totp_key", &settings.secrets.totp_key).await?;
         let configured = settings
             .secrets
             .signing_key
@@ -89,6 +104,7 @@ impl Keys {
         }
         Ok(Self {
             otp,
+            totp,
             signing_pem,
             retired_pems,
         })

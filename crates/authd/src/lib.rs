@@ -85,6 +85,7 @@ impl Application {
             trusted_proxies: authd_api::client_ip::TrustedProxies::parse(
                 &settings.http.trusted_proxies,
             ),
+            two_factor: authd_api::routes::two_factor::TwoFactorKeys::new(&keys.totp, &keys.otp),
             signer: std::sync::Arc::new(
                 authd_domain::tokens::TokenSigner::new(
                     &settings.tokens.issuer,
@@ -207,7 +208,13 @@ pub fn load_catalog(settings: &Settings) -> anyhow::Result<authd_mail::Catalog> 
 /// Sweeps expired rows every `database.housekeeping_interval_secs` on this arbiter.
 fn spawn_housekeeping(settings: &Settings, store: Store) {
     let every = Duration::from_secs(settings.database.housekeeping_interval_secs.max(1));
-    let longest_window = Duration::from_secs(settings.limits.reset_mail.window_secs);
+    let longest_window = Duration::from_secs(
+        settings
+            .limits
+            .reset_mail
+            .window_secs
+            .max(settings.limits.otp_mail.window_secs),
+    );
     let keep_sent =
         Duration::from_secs(settings.database.keep_sent_mail_days.saturating_mul(86_400));
     actix_web::rt::spawn(async move {
@@ -283,22 +290,39 @@ fn start_actors(settings: &Settings, store: &Store, keys: &keys::Keys) -> anyhow
         store.clone(),
     )?
     .start();
-    let policies = std::collections::HashMap::from([(
-        authd_ratelimit::Limit::ResetMail,
-        authd_ratelimit::Policy {
-            max: settings.limits.reset_mail.max,
-            window: Duration::from_secs(settings.limits.reset_mail.window_secs),
-        },
-    )]);
-    let backoff = settings.limits.password_backoff;
-    let backoffs = std::collections::HashMap::from([(
-        authd_ratelimit::Backoff::Password,
-        authd_ratelimit::BackoffPolicy {
-            free_failures: backoff.free_failures,
-            initial: Duration::from_secs(backoff.initial_wait_secs),
-            max: Duration::from_secs(backoff.max_wait_secs),
-        },
-    )]);
+    let window = |w: authd_settings::WindowLimit| authd_ratelimit::Policy {
+        max: w.max,
+        window: Duration::from_secs(w.window_secs),
+    };
+    let policies = std::collections::HashMap::from([
+        (
+            authd_ratelimit::Limit::ResetMail,
+            window(settings.limits.reset_mail),
+        ),
+        (
+            authd_ratelimit::Limit::OtpMail,
+            window(settings.limits.otp_mail),
+        ),
+    ]);
+    let backoff = |b: authd_settings::BackoffSettings| authd_ratelimit::BackoffPolicy {
+        free_failures: b.free_failures,
+        initial: Duration::from_secs(b.initial_wait_secs),
+        max: Duration::from_secs(b.max_wait_secs),
+    };
+    let backoffs = std::collections::HashMap::from([
+        (
+            authd_ratelimit::Backoff::Password,
+            backoff(settings.limits.password_backoff),
+        ),
+        (
+            authd_ratelimit::Backoff::Totp,
+            backoff(settings.limits.totp_backoff),
+        ),
+        (
+            authd_ratelimit::Backoff::RecoveryCode,
+            backoff(settings.limits.recovery_code_backoff),
+        ),
+    ]);
     let bucket = |b: authd_settings::IpBudget| authd_ratelimit::BucketPolicy {
         capacity: f64::from(b.capacity),
         per_second: f64::from(b.refill_per_minute) / 60.0,

@@ -2,7 +2,9 @@
 
 mod email;
 mod password;
+pub mod sealed;
 pub mod tokens;
+pub mod two_factor;
 
 pub use email::{Email, EmailError, MAX_EMAIL_LEN};
 pub use password::{

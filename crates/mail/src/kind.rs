@@ -3,15 +3,36 @@
 pub enum MailKind {
     PasswordReset,
     PasswordChanged,
+    EmailOtpSetup,
+    EmailOtpChallenge,
+    TwoFactorChanged,
+    RecoveryCodesReset,
+    EmailTransferVerify,
+    EmailChanged,
 }
 
 impl MailKind {
-    pub const ALL: &'static [MailKind] = &[MailKind::PasswordReset, MailKind::PasswordChanged];
+    pub const ALL: &'static [MailKind] = &[
+        MailKind::PasswordReset,
+        MailKind::PasswordChanged,
+        MailKind::EmailOtpSetup,
+        MailKind::EmailOtpChallenge,
+        MailKind::TwoFactorChanged,
+        MailKind::RecoveryCodesReset,
+        MailKind::EmailTransferVerify,
+        MailKind::EmailChanged,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::PasswordReset => "password_reset",
             Self::PasswordChanged => "password_changed",
+            Self::EmailOtpSetup => "email_otp_setup",
+            Self::EmailOtpChallenge => "email_otp_challenge",
+            Self::TwoFactorChanged => "two_factor_changed",
+            Self::RecoveryCodesReset => "recovery_codes_reset",
+            Self::EmailTransferVerify => "email_transfer_verify",
+            Self::EmailChanged => "email_changed",
         }
     }
 

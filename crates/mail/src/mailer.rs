@@ -265,7 +265,22 @@ pub fn sample_vars(kind: MailKind) -> serde_json::Value {
             "link": "https://app.example.org/reset?email=ann%40example.org&otp=123456",
             "expires_minutes": 10,
         }),
-        MailKind::PasswordChanged => serde_json::json!({ "changed_at": "2026-11-26 22:40 UTC" }),
+        MailKind::PasswordChanged | MailKind::RecoveryCodesReset => {
+            serde_json::json!({ "changed_at": "2026-11-26 22:40 UTC" })
+        }
+        MailKind::EmailOtpSetup | MailKind::EmailOtpChallenge | MailKind::EmailTransferVerify => {
+            serde_json::json!({ "code": "123456", "expires_minutes": 10 })
+        }
+        MailKind::TwoFactorChanged => serde_json::json!({
+            "method": "totp",
+            "enabled": true,
+            "two_factor_on": true,
+            "changed_at": "2026-11-26 22:40 UTC",
+        }),
+        MailKind::EmailChanged => serde_json::json!({
+            "new_email_masked": "b***@e***.org",
+            "changed_at": "2026-11-26 22:40 UTC",
+        }),
     }
 }
 

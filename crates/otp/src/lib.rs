@@ -17,12 +17,21 @@ use subtle::ConstantTimeEq;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Purpose {
     PasswordReset,
+    /// Confirms the address a user sets up for email OTP (the address is the code's target).
+    EmailOtpSetup,
+    /// A second-factor code mailed to the confirmed email OTP address.
+    EmailOtpChallenge,
+    /// Confirms the new address of an email transfer (the address is the code's target).
+    EmailTransfer,
 }
 
 impl Purpose {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::PasswordReset => "password_reset",
+            Self::EmailOtpSetup => "email_otp_setup",
+            Self::EmailOtpChallenge => "email_otp_challenge",
+            Self::EmailTransfer => "email_transfer",
         }
     }
 }
@@ -121,6 +130,8 @@ pub struct Issue {
     pub kind: MailKind,
     /// Link pattern with `{email}` and `{otp}`, if the mail carries a link.
     pub link: Option<String>,
+    /// What the code confirms, stored with it (e.g. the address being set up).
+    pub target: Option<String>,
 }
 
 fn mail_vars(code: &str, link: Option<&str>, lifetime: Duration) -> serde_json::Value {
@@ -153,7 +164,7 @@ impl Handler<Issue> for OtpIssuer {
                     vars,
                 })
                 .await??;
-            let (user_id, purpose) = (msg.user_id, msg.purpose);
+            let (user_id, purpose, target) = (msg.user_id, msg.purpose, msg.target);
             store
                 .run(move |c| {
                     use authd_store::Connection;
@@ -170,7 +181,7 @@ impl Handler<Issue> for OtpIssuer {
                                 now_ms: now,
                                 origin: &prepared.origin,
                                 language: &prepared.language,
-                                target: None,
+                                target: target.as_deref(),
                             },
                         )?;
                         outbox::enqueue(c, &prepared.as_new_mail(now))

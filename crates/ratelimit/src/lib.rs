@@ -14,14 +14,17 @@ use sha2::Sha256;
 pub enum Limit {
     /// Password-reset mails per address.
     ResetMail,
+    /// Two-factor code mails (email OTP setup and challenge) per account.
+    OtpMail,
 }
 
 impl Limit {
-    pub const ALL: &'static [Limit] = &[Limit::ResetMail];
+    pub const ALL: &'static [Limit] = &[Limit::ResetMail, Limit::OtpMail];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::ResetMail => "reset_mail",
+            Self::OtpMail => "otp_mail",
         }
     }
 }
@@ -31,14 +34,20 @@ impl Limit {
 pub enum Backoff {
     /// Wrong passwords per account (login and password change).
     Password,
+    /// Wrong TOTP codes per account.
+    Totp,
+    /// Wrong recovery codes per account.
+    RecoveryCode,
 }
 
 impl Backoff {
-    pub const ALL: &'static [Backoff] = &[Backoff::Password];
+    pub const ALL: &'static [Backoff] = &[Backoff::Password, Backoff::Totp, Backoff::RecoveryCode];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Password => "password",
+            Self::Totp => "totp",
+            Self::RecoveryCode => "recovery_code",
         }
     }
 }
@@ -267,8 +276,7 @@ fn backoff_denied(backoff: Backoff, until_ms: i64, now: i64) -> LimitError {
     ))
 }
 
-/// Whether an attempt may be made now: `Err(Denied(wait))` while the key waits. `count`
-/// false makes it a peek for the `next-*` calls (no throttle metric).
+/// Whether an attempt may be made now: `Err(Denied(wait))` while the key waits.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<(), LimitError>")]
 pub struct CheckBackoff {
@@ -313,6 +321,68 @@ impl Handler<CheckBackoff> for RateLimiter {
                 },
             ),
         )
+    }
+}
+
+/// How long until an attempt may be made (zero: now), for the `next-guess` calls. Reads the
+/// database, the authority, so every replica reports the wait a 429 would.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Duration, StoreError>")]
+pub struct NextAttempt {
+    pub backoff: Backoff,
+    pub key: String,
+}
+
+impl Handler<NextAttempt> for RateLimiter {
+    type Result = ResponseFuture<Result<Duration, StoreError>>;
+
+    fn handle(&mut self, msg: NextAttempt, _: &mut Self::Context) -> Self::Result {
+        let (backoff, now) = (msg.backoff, now_ms());
+        let key_hash = self.key_hash(backoff.as_str(), &msg.key);
+        let store = self.store.clone();
+        Box::pin(async move {
+            let until = store
+                .read(move |c| backoffs::blocked_until(c, backoff.as_str(), &key_hash, now))
+                .await?;
+            Ok(wait_until(until, now))
+        })
+    }
+}
+
+fn wait_until(until_ms: Option<i64>, now_ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(until_ms.map_or(0, |u| u - now_ms)).unwrap_or(0))
+}
+
+/// How long until one more unit of a window limit can be taken (zero: now), for the
+/// `next-email` call. Takes nothing.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Duration, StoreError>")]
+pub struct NextTake {
+    pub limit: Limit,
+    pub key: String,
+}
+
+impl Handler<NextTake> for RateLimiter {
+    type Result = ResponseFuture<Result<Duration, StoreError>>;
+
+    fn handle(&mut self, msg: NextTake, _: &mut Self::Context) -> Self::Result {
+        let (limit, now) = (msg.limit, now_ms());
+        let key_hash = self.key_hash(limit.as_str(), &msg.key);
+        let policy = self.policies.get(&limit).copied();
+        let store = self.store.clone();
+        Box::pin(async move {
+            let Some(policy) = policy else {
+                return Ok(Duration::ZERO);
+            };
+            let max = i32::try_from(policy.max).unwrap_or(i32::MAX);
+            let window = millis(policy.window);
+            let until = store
+                .read(move |c| {
+                    limits::refused_until(c, limit.as_str(), &key_hash, max, window, now)
+                })
+                .await?;
+            Ok(wait_until(until, now))
+        })
     }
 }
 

@@ -35,9 +35,12 @@ pub struct LimitsSettings {
     pub denied_cache_size: usize,
     pub replica_heartbeat_secs: u64,
     pub reset_mail: WindowLimit,
+    pub otp_mail: WindowLimit,
     pub ip_login: IpBudget,
     pub ip_reset: IpBudget,
     pub password_backoff: BackoffSettings,
+    pub totp_backoff: BackoffSettings,
+    pub recovery_code_backoff: BackoffSettings,
 }
 
 /// After `free_failures` consecutive failures, attempts wait `initial_wait_secs`, doubling up
@@ -478,11 +481,13 @@ impl Settings {
                 return Err(invalid(key, "must be IP:PORT, e.g. 127.0.0.1:8080"));
             }
         }
-        if self.limits.reset_mail.max == 0 || self.limits.reset_mail.window_secs == 0 {
-            return Err(invalid(
-                "limits.reset_mail",
-                "max and window_secs must be at least 1",
-            ));
+        for (key, limit) in [
+            ("limits.reset_mail", self.limits.reset_mail),
+            ("limits.otp_mail", self.limits.otp_mail),
+        ] {
+            if limit.max == 0 || limit.window_secs == 0 {
+                return Err(invalid(key, "max and window_secs must be at least 1"));
+            }
         }
         if self.otp.max_attempts == 0 || self.otp.lifetime_secs == 0 {
             return Err(invalid(

@@ -12,6 +12,7 @@ pub mod refresh_tokens;
 pub mod replicas;
 mod schema;
 pub mod secrets;
+pub mod two_factor;
 pub mod users;
 
 pub use backend::{AnyConnection, Backend};

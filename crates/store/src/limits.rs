@@ -82,3 +82,23 @@ pub fn give_back(
     .execute(conn)?;
     Ok(())
 }
+
+/// Until when taking one more unit would be refused; `None` when it would be granted now.
+pub fn refused_until(
+    conn: &mut AnyConnection,
+    limit: &str,
+    key_hash: &str,
+    max: i32,
+    window_ms: i64,
+    now_ms: i64,
+) -> Result<Option<i64>, StoreError> {
+    let row: Option<(i64, i32)> = rate_limits::table
+        .filter(rate_limits::limit_name.eq(limit))
+        .filter(rate_limits::key_hash.eq(key_hash))
+        .select((rate_limits::window_start_ms, rate_limits::count))
+        .first(conn)
+        .optional()?;
+    Ok(row.and_then(|(start, count)| {
+        (start + window_ms > now_ms && count >= max).then_some(start + window_ms)
+    }))
+}

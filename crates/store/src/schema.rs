@@ -93,3 +93,32 @@ diesel::table! {
         last_seen_ms -> BigInt,
     }
 }
+
+diesel::table! {
+    email_otp_methods (user_id) {
+        user_id -> BigInt,
+        email -> Nullable<Text>,
+        setup_pending -> Bool,
+        enabled_at_ms -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    totp_secrets (user_id) {
+        user_id -> BigInt,
+        secret_enc -> Nullable<Text>,
+        pending_secret_enc -> Nullable<Text>,
+        enabled_at_ms -> Nullable<BigInt>,
+        last_step -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    recovery_codes (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        code_hash -> Text,
+        created_at_ms -> BigInt,
+        used_at_ms -> Nullable<BigInt>,
+    }
+}

@@ -112,9 +112,7 @@ pub fn set_password(
     Ok(n == 1)
 }
 
-/// Whether any second factor is on for the user. No second factor exists before the
-/// two-factor tables are added, so today every account answers false; the token rules that
-/// depend on it ("sudo, or access while 2FA is off") already ask here.
-pub fn two_factor_enabled(_conn: &mut AnyConnection, _user_id: i64) -> Result<bool, StoreError> {
-    Ok(false)
+/// Whether any second factor is on for the user.
+pub fn two_factor_enabled(conn: &mut AnyConnection, user_id: i64) -> Result<bool, StoreError> {
+    crate::two_factor::enabled(conn, user_id)
 }

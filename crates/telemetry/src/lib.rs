@@ -22,6 +22,7 @@ pub mod names {
     pub const OTP_ISSUED_TOTAL: &str = "auth_otp_issued_total";
     pub const OTP_CHECKS_TOTAL: &str = "auth_otp_checks_total";
     pub const LOGINS_TOTAL: &str = "auth_logins_total";
+    pub const TWO_FACTOR_CHECKS_TOTAL: &str = "auth_two_factor_checks_total";
 }
 
 /// Buckets for request latency: fine below 100 ms where the API should live, coarse above

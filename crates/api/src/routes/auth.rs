@@ -8,7 +8,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use authd_domain::tokens::{new_refresh_token, refresh_token_hash, TokenKind};
 use authd_domain::Email;
-use authd_ratelimit::{Backoff, CheckBackoff, Failure, LimitError, Success};
+use authd_ratelimit::Backoff;
 use authd_store::{refresh_tokens, users, Connection};
 use authd_telemetry::names;
 use serde::{Deserialize, Serialize};
@@ -71,11 +71,16 @@ fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
 }
 
-/// Starts a login: a new refresh token in a new family. Returns the raw token.
-pub(crate) async fn issue_refresh(state: &AppState, user_id: i64) -> Result<String, ApiError> {
+/// Starts a login: a new refresh token in a new family. Returns the raw token and the family
+/// (the `sid` of the login's signed tokens).
+pub(crate) async fn issue_refresh_in_family(
+    state: &AppState,
+    user_id: i64,
+) -> Result<(String, String), ApiError> {
     let token = new_refresh_token();
     let hash = refresh_token_hash(&token);
     let family = uuid::Uuid::new_v4().simple().to_string();
+    let sid = family.clone();
     let lifetime = ms(Duration::from_secs(
         state.settings.tokens.refresh_lifetime_secs,
     ));
@@ -86,54 +91,24 @@ pub(crate) async fn issue_refresh(state: &AppState, user_id: i64) -> Result<Stri
             refresh_tokens::insert(c, user_id, &hash, &family, now, now + lifetime)
         })
         .await?;
-    Ok(token)
+    Ok((token, sid))
 }
 
-/// Runs the password backoff around a check: 429 while the account waits, the failure or
-/// success recorded afterwards. `key` is the normalised username (also for unknown accounts).
+/// Runs the password backoff around a check. `key` is the normalised username (also for
+/// unknown accounts).
 pub(crate) async fn guarded_password_check(
     state: &AppState,
     key: &str,
     check: impl Future<Output = Result<bool, ApiError>>,
 ) -> Result<bool, ApiError> {
-    match state
-        .limiter
-        .send(CheckBackoff {
-            backoff: Backoff::Password,
-            key: key.to_owned(),
-        })
-        .await
-    {
-        Ok(Ok(())) => {}
-        Ok(Err(LimitError::Denied(wait))) => {
-            return Err(ApiError::too_many("TOO_MANY_FAILED_PASSWORD_CHECKS", wait))
-        }
-        Ok(Err(LimitError::Store(e))) => return Err(e.into()),
-        Err(e) => return Err(ApiError::internal(e)),
-    }
-    let ok = check.await?;
-    let key = key.to_owned();
-    let recorded = if ok {
-        state
-            .limiter
-            .send(Success {
-                backoff: Backoff::Password,
-                key,
-            })
-            .await
-    } else {
-        state
-            .limiter
-            .send(Failure {
-                backoff: Backoff::Password,
-                key,
-            })
-            .await
-    };
-    recorded
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::from)?;
-    Ok(ok)
+    crate::throttle::guarded(
+        state,
+        Backoff::Password,
+        "TOO_MANY_FAILED_PASSWORD_CHECKS",
+        key,
+        check,
+    )
+    .await
 }
 
 use std::future::Future;
@@ -144,7 +119,7 @@ use std::future::Future;
     responses(
         (status = 200, description = "A refresh token", content_type = "text/plain", body = String),
         (status = 400, description = "Invalid input (a sentence)", body = ErrorBody),
-        (status = 401, description = "`PASSWORD_INCORRECT`", body = ErrorBody),
+        (status = 401, description = "`PASSWORD_INCORRECT`; or `TWO_FACTOR_REQUIRED` (the password was right, the account has a second factor): the body then also has `partialToken` and `methods`", body = TwoFactorRequiredBody),
         (status = 413, description = "`PAYLOAD_TOO_LARGE`", body = ErrorBody),
         (status = 415, description = "`UNSUPPORTED_MEDIA_TYPE`", body = ErrorBody),
         (status = 429, description = "`TOO_MANY_FAILED_PASSWORD_CHECKS`, or `TOO_MANY_REQUESTS` from this client IP", body = ErrorBody,
@@ -212,10 +187,76 @@ pub async fn login(
     {
         rehash(&state, user.id, password).await;
     }
-    // Accounts with a second factor get a partial token here (two-factor issue).
-    let token = issue_refresh(&state, user.id).await?;
+    let user_id = user.id;
+    let second = state
+        .store
+        .read(move |c| authd_store::two_factor::status(c, user_id))
+        .await?;
+    if second.enabled() {
+        return two_factor_required(&state, user_id, &second);
+    }
+    let (token, _) = issue_refresh_in_family(&state, user.id).await?;
     metrics::counter!(names::LOGINS_TOTAL, "outcome" => "success").increment(1);
     Ok(text(token))
+}
+
+/// The body of the login's 401: the contract's error fields, and with `TWO_FACTOR_REQUIRED`
+/// how to go on.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TwoFactorRequiredBody {
+    #[schema(example = 401)]
+    pub status_code: u16,
+    #[schema(example = "Unauthorized")]
+    pub error: String,
+    #[schema(example = "TWO_FACTOR_REQUIRED")]
+    pub message: String,
+    /// With `TWO_FACTOR_REQUIRED` only: a partial token for the `authenticate` calls and the
+    /// email-OTP challenge.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partial_token: Option<String>,
+    /// With `TWO_FACTOR_REQUIRED` only: the second factors the account can use, of
+    /// `emailOtp`, `totp`, `recoveryCode`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = json!(["totp", "recoveryCode"]))]
+    pub methods: Option<Vec<String>>,
+}
+
+/// The password was right and a second factor is on: a partial token and the methods.
+fn two_factor_required(
+    state: &AppState,
+    user_id: i64,
+    status: &authd_store::two_factor::Status,
+) -> Result<HttpResponse, ApiError> {
+    let partial = state
+        .signer
+        .sign(
+            TokenKind::Partial,
+            user_id,
+            None,
+            Duration::from_secs(state.settings.tokens.partial_lifetime_secs),
+            chrono::Utc::now().timestamp(),
+        )
+        .map_err(ApiError::internal)?;
+    metrics::counter!(names::LOGINS_TOTAL, "outcome" => "two_factor_required").increment(1);
+    let body = TwoFactorRequiredBody {
+        status_code: 401,
+        error: crate::error::reason_phrase(StatusCode::UNAUTHORIZED).to_owned(),
+        message: "TWO_FACTOR_REQUIRED".to_owned(),
+        partial_token: Some(partial),
+        methods: Some(
+            super::two_factor::login_methods(status)
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+        ),
+    };
+    Ok(crate::error::contract_response_with(
+        StatusCode::UNAUTHORIZED,
+        &body,
+        None,
+        None,
+    ))
 }
 
 /// Replaces a hash made with weaker parameters than configured, after a successful login.

@@ -7,6 +7,7 @@ use crate::error::ApiError;
 pub mod auth;
 pub mod ops;
 pub mod password;
+pub mod two_factor;
 
 /// A resource whose unsupported methods answer 405 with an `Allow` header in the contract's
 /// shape. `allow` must list the methods routed on it.
@@ -21,4 +22,5 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     auth::configure(cfg);
     ops::configure(cfg);
     password::configure(cfg);
+    two_factor::configure(cfg);
 }

@@ -3,10 +3,10 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
-use authd_mail::{MailKind, Render, RenderError};
+use authd_mail::{MailKind, RenderError};
 use authd_otp::{Check, CheckError, Decoy, Issue, IssueError, Purpose};
-use authd_ratelimit::{Acquire, GiveBack, Limit, LimitError};
-use authd_store::{otps, outbox, refresh_tokens, users, Connection};
+use authd_ratelimit::Limit;
+use authd_store::{otps, refresh_tokens, users, Connection};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -70,11 +70,11 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-fn otp_invalid() -> ApiError {
+pub(crate) fn otp_invalid() -> ApiError {
     ApiError::code(StatusCode::UNAUTHORIZED, "OTP_INVALID_EXPIRED")
 }
 
-fn template_error(e: RenderError) -> ApiError {
+pub(crate) fn template_error(e: RenderError) -> ApiError {
     match e {
         RenderError::Template(t) => ApiError::internal_code("UNABLE_TO_FIND_MAIL_TEMPLATE", t),
         RenderError::UnknownOrigin => ApiError::code(StatusCode::BAD_REQUEST, "UNKNOWN_ORIGIN"),
@@ -86,7 +86,7 @@ fn template_error(e: RenderError) -> ApiError {
     }
 }
 
-fn issue_error(e: IssueError) -> ApiError {
+pub(crate) fn issue_error(e: IssueError) -> ApiError {
     match e {
         IssueError::Render(r) => template_error(r),
         IssueError::Store(s) => s.into(),
@@ -158,76 +158,56 @@ async fn send_reset(
     input::allowed_provider(state, &email)?;
     let MailTarget { origin, language } = query.resolve(state)?;
 
-    let permit = match state
-        .limiter
-        .send(Acquire {
-            limit: Limit::ResetMail,
-            key: email.as_str().to_owned(),
-        })
-        .await
-    {
-        Ok(Ok(p)) => p,
-        Ok(Err(LimitError::Denied(wait))) => {
-            return Err(ApiError::too_many("TOO_MANY_RESET_MAIL_ATTEMPTS", wait))
-        }
-        Ok(Err(LimitError::Store(e))) => return Err(e.into()),
-        Err(e) => return Err(ApiError::internal(e)),
-    };
-
     let lookup = email.clone();
-    let user = state
-        .store
-        .read(move |c| users::find_by_email(c, &lookup))
-        .await?
-        .filter(|u| !u.disabled);
-    let link = state.settings.origin(&origin).map(|o| o.reset_url.clone());
-    let kind = MailKind::PasswordReset;
-    let outcome = match user {
-        Some(user) => {
-            let msg = Issue {
-                user_id: user.id,
-                purpose: Purpose::PasswordReset,
-                to: email.clone(),
-                origin,
-                language,
-                kind,
-                link,
+    let key = email.as_str().to_owned();
+    crate::throttle::with_permit(
+        state,
+        Limit::ResetMail,
+        "TOO_MANY_RESET_MAIL_ATTEMPTS",
+        key,
+        async move {
+            let user = state
+                .store
+                .read(move |c| users::find_by_email(c, &lookup))
+                .await?
+                .filter(|u| !u.disabled);
+            let link = state.settings.origin(&origin).map(|o| o.reset_url.clone());
+            let kind = MailKind::PasswordReset;
+            let outcome = match user {
+                Some(user) => {
+                    let msg = Issue {
+                        user_id: user.id,
+                        purpose: Purpose::PasswordReset,
+                        to: email.clone(),
+                        origin,
+                        language,
+                        kind,
+                        link,
+                        target: None,
+                    };
+                    state.otp.send(msg).await
+                }
+                None => {
+                    state
+                        .otp
+                        .send(Decoy {
+                            to: email.clone(),
+                            origin,
+                            language,
+                            kind,
+                            link,
+                        })
+                        .await
+                }
             };
-            state.otp.send(msg).await
-        }
-        None => {
-            state
-                .otp
-                .send(Decoy {
-                    to: email.clone(),
-                    origin,
-                    language,
-                    kind,
-                    link,
-                })
-                .await
-        }
-    };
-    match outcome {
-        Ok(Ok(())) => Ok(json_ok(&())),
-        failed => {
-            // Nothing was stored: the address gets its window back so a retry can work.
-            if let Err(e) = state
-                .limiter
-                .send(GiveBack(permit))
-                .await
-                .map_err(ApiError::internal)
-                .and_then(|r| r.map_err(ApiError::from))
-            {
-                tracing::warn!(?e, "could not give the throttle window back");
+            match outcome {
+                Ok(Ok(())) => Ok(json_ok(&())),
+                Ok(Err(e)) => Err(issue_error(e)),
+                Err(e) => Err(ApiError::internal(e)),
             }
-            Err(match failed {
-                Ok(Err(e)) => issue_error(e),
-                Err(e) => ApiError::internal(e),
-                Ok(Ok(())) => unreachable!("handled above"),
-            })
-        }
-    }
+        },
+    )
+    .await
 }
 
 /// Answers 200 when the code is currently valid for the address, without using it up. A wrong
@@ -336,9 +316,7 @@ pub async fn reset_with_otp(
                 users::set_password(c, user_id, &hash)?;
                 // Whoever knew the old password may hold a login: end them all.
                 refresh_tokens::revoke_all_for_user(c, user_id, None, now)?;
-                if let Some(mail) = &notice {
-                    outbox::enqueue(c, &mail.as_new_mail(now))?;
-                }
+                crate::notices::enqueue(c, notice.as_ref(), now)?;
                 Ok(true)
             })
         })
@@ -418,9 +396,7 @@ pub async fn change_password(
                 let now = now_ms();
                 users::set_password(c, user_id, &hash)?;
                 refresh_tokens::revoke_all_for_user(c, user_id, keep.as_deref(), now)?;
-                if let Some(mail) = &notice {
-                    outbox::enqueue(c, &mail.as_new_mail(now))?;
-                }
+                crate::notices::enqueue(c, notice.as_ref(), now)?;
                 Ok(())
             })
         })
@@ -429,29 +405,13 @@ pub async fn change_password(
     Ok(json_ok(&()))
 }
 
-/// Renders the "password changed" notice for the outbox. A template failure is counted and
-/// logged by the Mailer and yields `None`: the password change itself must not fail for want
-/// of a notice.
+/// Renders the "password changed" notice for the outbox.
 async fn password_changed_notice(
     state: &AppState,
     origin: String,
     language: Option<String>,
     to: authd_domain::Email,
 ) -> Result<Option<authd_mail::PreparedMail>, ApiError> {
-    let changed_at = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string();
-    let render = Render {
-        origin,
-        kind: MailKind::PasswordChanged,
-        language,
-        to,
-        vars: serde_json::json!({ "changed_at": changed_at }),
-    };
-    match state.mailer.send(render).await {
-        Ok(Ok(mail)) => Ok(Some(mail)),
-        Ok(Err(e)) => {
-            tracing::error!(cause = %e, "password_changed notice could not be rendered");
-            Ok(None)
-        }
-        Err(e) => Err(ApiError::internal(e)),
-    }
+    let vars = serde_json::json!({ "changed_at": crate::notices::changed_at() });
+    crate::notices::render(state, MailKind::PasswordChanged, origin, language, to, vars).await
 }

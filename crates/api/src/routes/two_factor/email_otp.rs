@@ -1,0 +1,327 @@
+//! Email OTP: codes mailed to a confirmed address as a second factor.
+
+use actix_web::{web, HttpResponse};
+use authd_mail::MailKind;
+use authd_otp::{Check, CheckError, Issue, Purpose};
+use authd_ratelimit::Limit;
+use authd_store::{otps, two_factor};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::{
+    active_user, conflict, count_check, disable_method, enable_method, now_ms, status, tokens_for,
+    user_key, DurationBody, EmptyBody, Method, RecoveryCodesBody, SecondFactorTokens,
+};
+use crate::auth::{AccessAuth, AccessOrPartial, SudoAuth, SudoOrAccessWithout2fa};
+use crate::error::ErrorBody;
+use crate::input::{self, MailQuery, MailTarget};
+use crate::routes::password::{issue_error, otp_invalid};
+use crate::{json_ok, ApiError, AppState, JsonBody};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    use crate::routes::resource;
+    cfg.service(resource("/user/2fa/email-otp/setup", "POST").route(web::post().to(setup)))
+        .service(resource("/user/2fa/email-otp/enable", "POST").route(web::post().to(enable)))
+        .service(resource("/user/2fa/email-otp/challenge", "POST").route(web::post().to(challenge)))
+        .service(
+            resource("/user/2fa/email-otp/authenticate", "POST")
+                .route(web::post().to(authenticate)),
+        )
+        .service(resource("/user/2fa/email-otp/next-email", "GET").route(web::get().to(next_email)))
+        .service(resource("/user/2fa/email-otp", "DELETE").route(web::delete().to(deactivate)));
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct EmailOtpSetupBody {
+    /// The address to receive codes; it may differ from the login address.
+    #[schema(max_length = 256, example = "ann.phone@example.com")]
+    pub email: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct OtpBody {
+    /// The 6-digit code from the mail.
+    #[schema(pattern = "^[0-9]{6}$", example = "042917")]
+    pub otp: String,
+}
+
+const TOO_MANY: &str = "TOO_MANY_OTP_EMAILS";
+
+/// A code mail to send.
+struct CodeMail {
+    purpose: Purpose,
+    kind: MailKind,
+    to: authd_domain::Email,
+    target: MailTarget,
+    /// What the code confirms (the address being set up).
+    confirms: Option<String>,
+}
+
+/// Mails a code, paid for by the account's OTP-mail window; `before` runs once the window
+/// is taken (a failure gives the window back).
+async fn send_code(
+    state: &AppState,
+    user_id: i64,
+    mail: CodeMail,
+    before: impl std::future::Future<Output = Result<(), ApiError>>,
+) -> Result<(), ApiError> {
+    crate::throttle::with_permit(state, Limit::OtpMail, TOO_MANY, user_key(user_id), async {
+        before.await?;
+        let issued = state
+            .otp
+            .send(Issue {
+                user_id,
+                purpose: mail.purpose,
+                to: mail.to,
+                origin: mail.target.origin,
+                language: mail.target.language,
+                kind: mail.kind,
+                link: None,
+                target: mail.confirms,
+            })
+            .await;
+        match issued {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(issue_error(e)),
+            Err(e) => Err(ApiError::internal(e)),
+        }
+    })
+    .await
+}
+
+/// Mails a code to the address the caller wants to use for email OTP; enabling with that
+/// code makes it the second factor (an active method keeps its address until then).
+#[utoipa::path(post, path = "/user/2fa/email-otp/setup", tag = "two-factor: email OTP",
+    params(MailQuery), request_body = EmailOtpSetupBody, security(("sudo" = []), ("access" = [])),
+    responses(
+        (status = 200, description = "A code was mailed to the address", body = Option<String>, example = json!(null)),
+        (status = 400, description = "Invalid input (a sentence), or `UNKNOWN_ORIGIN`", body = ErrorBody),
+        (status = 401, description = "`NO_TOKEN_PROVIDED` or `INVALID_TOKEN` (an access token while two-factor authentication is on)", body = ErrorBody),
+        (status = 403, description = "`FORBIDDEN_MAIL_PROVIDER`", body = ErrorBody),
+        (status = 429, description = "`TOO_MANY_OTP_EMAILS`: one code mail per account per window, setup and challenge together", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the same call can succeed"))),
+        (status = 500, description = "`UNABLE_TO_FIND_MAIL_TEMPLATE`", body = ErrorBody),
+    ))]
+pub async fn setup(
+    state: web::Data<AppState>,
+    auth: SudoOrAccessWithout2fa,
+    query: web::Query<MailQuery>,
+    body: JsonBody<EmailOtpSetupBody>,
+) -> Result<HttpResponse, ApiError> {
+    query.check()?;
+    let email = input::email(&body.0.email)?;
+    input::allowed_provider(&state, &email)?;
+    let target = query.resolve(&state)?;
+    let user = active_user(&state, auth.user_id).await?;
+    let user_id = user.id;
+    let mark = async {
+        state
+            .store
+            .run(move |c| two_factor::email_otp_setup(c, user_id))
+            .await
+            .map_err(ApiError::from)
+    };
+    let address = email.as_str().to_owned();
+    let mail = CodeMail {
+        purpose: Purpose::EmailOtpSetup,
+        kind: MailKind::EmailOtpSetup,
+        to: email,
+        target,
+        confirms: Some(address),
+    };
+    send_code(&state, user_id, mail, mark).await?;
+    Ok(json_ok(&()))
+}
+
+/// Confirms the address with the mailed code and turns email OTP on.
+#[utoipa::path(post, path = "/user/2fa/email-otp/enable", tag = "two-factor: email OTP",
+    request_body = OtpBody, security(("access" = [])),
+    responses(
+        (status = 200, description = "Email OTP is on. The first method on returns 10 new recovery codes; a further method returns `[]`", body = RecoveryCodesBody),
+        (status = 400, description = "Invalid input (a sentence)", body = ErrorBody),
+        (status = 401, description = "`OTP_INVALID_EXPIRED`, `NO_TOKEN_PROVIDED` or `INVALID_TOKEN`", body = ErrorBody),
+        (status = 409, description = "`EMAIL_OTP_UNINITIALIZED`: no setup was started", body = ErrorBody),
+    ))]
+pub async fn enable(
+    state: web::Data<AppState>,
+    auth: AccessAuth,
+    body: JsonBody<OtpBody>,
+) -> Result<HttpResponse, ApiError> {
+    let code = input::otp("otp", &body.0.otp)?;
+    let user = active_user(&state, auth.user_id).await?;
+    if !status(&state, user.id).await?.email_otp_known {
+        return Err(conflict("EMAIL_OTP_UNINITIALIZED"));
+    }
+    let verified = check(&state, user.id, Purpose::EmailOtpSetup, code).await?;
+    let Some(address) = verified.target.clone() else {
+        return Err(otp_invalid());
+    };
+    let target = (verified.origin.clone(), Some(verified.language.clone()));
+    let user_id = user.id;
+    let codes = enable_method(&state, &user, Method::EmailOtp, target, move |c, now| {
+        if !otps::consume(
+            c,
+            verified.id,
+            &verified.code_hash,
+            verified.max_attempts,
+            now,
+        )? {
+            return Ok(false);
+        }
+        two_factor::email_otp_enable(c, user_id, &address, now)?;
+        Ok(true)
+    })
+    .await?
+    .ok_or_else(otp_invalid)?;
+    Ok(json_ok(&RecoveryCodesBody {
+        recovery_codes: codes,
+    }))
+}
+
+async fn check(
+    state: &AppState,
+    user_id: i64,
+    purpose: Purpose,
+    code: String,
+) -> Result<authd_otp::VerifiedOtp, ApiError> {
+    match state
+        .otp
+        .send(Check {
+            user_id,
+            purpose,
+            code,
+        })
+        .await
+    {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(CheckError::Invalid)) => Err(otp_invalid()),
+        Ok(Err(CheckError::Store(e))) => Err(e.into()),
+        Err(e) => Err(ApiError::internal(e)),
+    }
+}
+
+/// Mails a sign-in code to the email OTP address.
+#[utoipa::path(post, path = "/user/2fa/email-otp/challenge", tag = "two-factor: email OTP",
+    params(MailQuery), request_body = EmptyBody, security(("access" = []), ("partial" = [])),
+    responses(
+        (status = 200, description = "A code was mailed", body = Option<String>, example = json!(null)),
+        (status = 400, description = "Invalid input (a sentence), or `UNKNOWN_ORIGIN`", body = ErrorBody),
+        (status = 401, description = "`NO_TOKEN_PROVIDED` or `INVALID_TOKEN`", body = ErrorBody),
+        (status = 409, description = "`EMAIL_OTP_UNINITIALIZED`: email OTP is not on", body = ErrorBody),
+        (status = 429, description = "`TOO_MANY_OTP_EMAILS`", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the same call can succeed"))),
+        (status = 500, description = "`UNABLE_TO_FIND_MAIL_TEMPLATE`", body = ErrorBody),
+    ))]
+pub async fn challenge(
+    state: web::Data<AppState>,
+    auth: AccessOrPartial,
+    query: web::Query<MailQuery>,
+    _body: JsonBody<EmptyBody>,
+) -> Result<HttpResponse, ApiError> {
+    query.check()?;
+    let target = query.resolve(&state)?;
+    let user = active_user(&state, auth.user_id).await?;
+    let Some(method) = status(&state, user.id).await?.email_otp else {
+        return Err(conflict("EMAIL_OTP_UNINITIALIZED"));
+    };
+    let to = input::email(&method.email)?;
+    let mail = CodeMail {
+        purpose: Purpose::EmailOtpChallenge,
+        kind: MailKind::EmailOtpChallenge,
+        to,
+        target,
+        confirms: None,
+    };
+    send_code(&state, user.id, mail, async { Ok(()) }).await?;
+    Ok(json_ok(&()))
+}
+
+/// Passes the second factor with a mailed code (used up).
+#[utoipa::path(post, path = "/user/2fa/email-otp/authenticate", tag = "two-factor: email OTP",
+    request_body = OtpBody, security(("access" = []), ("partial" = [])),
+    responses(
+        (status = 200, description = "With a partial token: a new login (all three tokens). With an access token: `sudoToken` only", body = SecondFactorTokens),
+        (status = 400, description = "Invalid input (a sentence)", body = ErrorBody),
+        (status = 401, description = "`OTP_INVALID_EXPIRED`, `NO_TOKEN_PROVIDED` or `INVALID_TOKEN`", body = ErrorBody),
+        (status = 409, description = "`EMAIL_OTP_INACTIVE`", body = ErrorBody),
+    ))]
+pub async fn authenticate(
+    state: web::Data<AppState>,
+    auth: AccessOrPartial,
+    body: JsonBody<OtpBody>,
+) -> Result<HttpResponse, ApiError> {
+    let code = input::otp("otp", &body.0.otp)?;
+    let user = active_user(&state, auth.user_id).await?;
+    if status(&state, user.id).await?.email_otp.is_none() {
+        return Err(conflict("EMAIL_OTP_INACTIVE"));
+    }
+    let verified = match check(&state, user.id, Purpose::EmailOtpChallenge, code).await {
+        Ok(v) => v,
+        Err(e) => {
+            count_check("email_otp", false);
+            return Err(e);
+        }
+    };
+    let used = state
+        .store
+        .run(move |c| {
+            otps::consume(
+                c,
+                verified.id,
+                &verified.code_hash,
+                verified.max_attempts,
+                now_ms(),
+            )
+        })
+        .await?;
+    count_check("email_otp", used);
+    if !used {
+        return Err(otp_invalid());
+    }
+    tokens_for(&state, &auth, "email_otp").await
+}
+
+/// Seconds until another code mail (setup or challenge) can be sent.
+#[utoipa::path(get, path = "/user/2fa/email-otp/next-email", tag = "two-factor: email OTP",
+    security(("access" = [])),
+    responses(
+        (status = 200, description = "The wait; 0 means now", body = DurationBody),
+        (status = 401, description = "`NO_TOKEN_PROVIDED` or `INVALID_TOKEN`", body = ErrorBody),
+        (status = 409, description = "`EMAIL_OTP_UNINITIALIZED`: email OTP was never set up", body = ErrorBody),
+    ))]
+pub async fn next_email(
+    state: web::Data<AppState>,
+    auth: AccessAuth,
+) -> Result<HttpResponse, ApiError> {
+    let user = active_user(&state, auth.user_id).await?;
+    if !status(&state, user.id).await?.email_otp_known {
+        return Err(conflict("EMAIL_OTP_UNINITIALIZED"));
+    }
+    let duration = crate::throttle::next_take(&state, Limit::OtpMail, user_key(user.id)).await?;
+    Ok(json_ok(&DurationBody { duration }))
+}
+
+/// Turns email OTP off. When it was the last method, two-factor authentication is off and
+/// the recovery codes are deleted.
+#[utoipa::path(delete, path = "/user/2fa/email-otp", tag = "two-factor: email OTP",
+    security(("sudo" = [])),
+    responses(
+        (status = 200, description = "Email OTP is off", body = Option<String>, example = json!(null)),
+        (status = 401, description = "`NO_TOKEN_PROVIDED` or `INVALID_TOKEN`", body = ErrorBody),
+        (status = 409, description = "`EMAIL_OTP_ALREADY_INACTIVE`", body = ErrorBody),
+    ))]
+pub async fn deactivate(
+    state: web::Data<AppState>,
+    auth: SudoAuth,
+) -> Result<HttpResponse, ApiError> {
+    let user = active_user(&state, auth.user_id).await?;
+    let user_id = user.id;
+    if !disable_method(&state, &user, Method::EmailOtp, move |c| {
+        two_factor::email_otp_disable(c, user_id)
+    })
+    .await?
+    {
+        return Err(conflict("EMAIL_OTP_ALREADY_INACTIVE"));
+    }
+    Ok(json_ok(&()))
+}

@@ -1,0 +1,381 @@
+//! Two-factor authentication: the overview, email OTP, TOTP and recovery codes, and what they
+//! share: the tokens a passed second factor earns, and turning methods on and off together
+//! with the recovery codes and the notice mail.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use authd_domain::sealed::SecretBox;
+use authd_domain::tokens::TokenKind;
+use authd_domain::two_factor::recovery;
+use authd_mail::MailKind;
+use authd_store::{two_factor, users, AnyConnection, Connection, StoreError};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::auth::{invalid_token, AccessAuth, AccessOrPartial};
+use crate::error::ErrorBody;
+use crate::{json_ok, ApiError, AppState};
+
+pub mod email_otp;
+pub mod recovery_codes;
+pub mod totp;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(super::resource("/user/2fa", "GET").route(web::get().to(overview)));
+    email_otp::configure(cfg);
+    totp::configure(cfg);
+    recovery_codes::configure(cfg);
+}
+
+/// Key material of the second factors.
+#[derive(Clone)]
+pub struct TwoFactorKeys {
+    /// Encrypts TOTP secrets at rest.
+    pub totp: SecretBox,
+    /// Keys the hashes of recovery codes.
+    pub recovery: Arc<[u8]>,
+}
+
+impl std::fmt::Debug for TwoFactorKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TwoFactorKeys(<redacted>)")
+    }
+}
+
+impl TwoFactorKeys {
+    pub fn new(totp_key: &[u8], recovery_key: &[u8]) -> Self {
+        Self {
+            totp: SecretBox::new(totp_key, b"authd/totp/v1"),
+            recovery: Arc::from(recovery_key),
+        }
+    }
+}
+
+/// A method that can be turned on and off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Method {
+    EmailOtp,
+    Totp,
+}
+
+impl Method {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::EmailOtp => "email_otp",
+            Self::Totp => "totp",
+        }
+    }
+}
+
+/// A request body that carries nothing: `{}`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct EmptyBody {}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecondFactorTokens {
+    /// A new access token when the call completed a login (partial token), else `null`.
+    pub access_token: Option<String>,
+    /// A new refresh token when the call completed a login (partial token), else `null`.
+    pub refresh_token: Option<String>,
+    /// A sudo token: proof of recent presence for the calls that need it.
+    pub sudo_token: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecoveryCodesBody {
+    /// The new recovery codes (16 characters each), shown this once; empty when a further
+    /// method was enabled and the existing set was kept.
+    #[schema(example = json!(["7KQ2M9XHRT4WNC3D"]))]
+    pub recovery_codes: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DurationBody {
+    /// Whole seconds (rounded up) until the call may succeed; 0 means now.
+    #[schema(minimum = 0, example = 0)]
+    pub duration: u64,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The throttle key of an account.
+pub(crate) fn user_key(user_id: i64) -> String {
+    format!("user:{user_id}")
+}
+
+/// The account a token names, while it exists and is not disabled (else 401 `INVALID_TOKEN`).
+pub(crate) async fn active_user(state: &AppState, user_id: i64) -> Result<users::User, ApiError> {
+    state
+        .store
+        .read(move |c| users::find_by_id(c, user_id))
+        .await?
+        .filter(|u| !u.disabled)
+        .ok_or_else(invalid_token)
+}
+
+pub(crate) async fn status(state: &AppState, user_id: i64) -> Result<two_factor::Status, ApiError> {
+    Ok(state
+        .store
+        .read(move |c| two_factor::status(c, user_id))
+        .await?)
+}
+
+pub(crate) fn conflict(code: &'static str) -> ApiError {
+    ApiError::code(StatusCode::CONFLICT, code)
+}
+
+/// What a passed second factor earns: with a partial token, a whole new login (refresh,
+/// access and sudo tokens); with an access token, a sudo token for the same login.
+pub(crate) async fn tokens_for(
+    state: &AppState,
+    auth: &AccessOrPartial,
+    method: &'static str,
+) -> Result<HttpResponse, ApiError> {
+    let now = chrono::Utc::now().timestamp();
+    let tokens = &state.settings.tokens;
+    let sign = |kind, sid: Option<&str>, secs| {
+        state
+            .signer
+            .sign(kind, auth.user_id, sid, Duration::from_secs(secs), now)
+            .map_err(ApiError::internal)
+    };
+    let body = if auth.partial {
+        let (refresh, family) = super::auth::issue_refresh_in_family(state, auth.user_id).await?;
+        metrics::counter!(authd_telemetry::names::LOGINS_TOTAL, "outcome" => "success")
+            .increment(1);
+        SecondFactorTokens {
+            access_token: Some(sign(
+                TokenKind::Access,
+                Some(&family),
+                tokens.access_lifetime_secs,
+            )?),
+            refresh_token: Some(refresh),
+            sudo_token: sign(TokenKind::Sudo, Some(&family), tokens.sudo_lifetime_secs)?,
+        }
+    } else {
+        SecondFactorTokens {
+            access_token: None,
+            refresh_token: None,
+            sudo_token: sign(
+                TokenKind::Sudo,
+                auth.sid.as_deref(),
+                tokens.sudo_lifetime_secs,
+            )?,
+        }
+    };
+    tracing::info!(
+        user_id = auth.user_id,
+        method,
+        login = auth.partial,
+        "second factor passed"
+    );
+    Ok(json_ok(&body))
+}
+
+/// Counts a second-factor check by method and outcome.
+pub(crate) fn count_check(method: &'static str, ok: bool) {
+    metrics::counter!(
+        authd_telemetry::names::TWO_FACTOR_CHECKS_TOTAL,
+        "method" => method,
+        "outcome" => if ok { "success" } else { "failure" }
+    )
+    .increment(1);
+}
+
+/// The origin and language notices go out in when the request names none.
+pub(crate) fn default_target(state: &AppState) -> (String, Option<String>) {
+    (state.settings.mail.default_origin.clone(), None)
+}
+
+async fn change_notice(
+    state: &AppState,
+    user: &users::User,
+    method: Method,
+    enabled: bool,
+    two_factor_on: bool,
+    (origin, language): (String, Option<String>),
+) -> Result<Option<authd_mail::PreparedMail>, ApiError> {
+    let to = crate::input::email(&user.email)?;
+    let vars = serde_json::json!({
+        "method": method.as_str(),
+        "enabled": enabled,
+        "two_factor_on": two_factor_on,
+        "changed_at": crate::notices::changed_at(),
+    });
+    crate::notices::render(
+        state,
+        MailKind::TwoFactorChanged,
+        origin,
+        language,
+        to,
+        vars,
+    )
+    .await
+}
+
+/// Turns a method on in one transaction: `apply` makes the change (false: it could not, e.g.
+/// the code was used meanwhile, and nothing is stored). The first method on creates a
+/// recovery code set, returned once; a further method keeps the set and returns `[]`. The
+/// notice is queued in the same transaction. `Ok(None)` when `apply` declined.
+pub(crate) async fn enable_method(
+    state: &AppState,
+    user: &users::User,
+    method: Method,
+    target: (String, Option<String>),
+    apply: impl FnOnce(&mut AnyConnection, i64) -> Result<bool, StoreError> + Send + 'static,
+) -> Result<Option<Vec<String>>, ApiError> {
+    let notice = change_notice(state, user, method, true, true, target).await?;
+    let codes = recovery::generate_set();
+    let user_id = user.id;
+    let hashes: Vec<String> = codes
+        .iter()
+        .map(|c| recovery::hash(&state.two_factor.recovery, user_id, c))
+        .collect();
+    let outcome = state
+        .store
+        .run(move |c| {
+            c.transaction(|c| {
+                let now = now_ms();
+                two_factor::lock_user(c, user_id)?;
+                let was_on = two_factor::enabled(c, user_id)?;
+                if !apply(c, now)? {
+                    return Ok(None);
+                }
+                if !was_on {
+                    two_factor::recovery_replace(c, user_id, &hashes, now)?;
+                }
+                crate::notices::enqueue(c, notice.as_ref(), now)?;
+                Ok(Some(was_on))
+            })
+        })
+        .await?;
+    let Some(was_on) = outcome else {
+        return Ok(None);
+    };
+    state.mailer.do_send(authd_mail::Wake);
+    tracing::info!(user_id, method = method.as_str(), "second factor enabled");
+    Ok(Some(if was_on { Vec::new() } else { codes }))
+}
+
+/// Turns a method off in one transaction; when it was the last one, two-factor
+/// authentication is off and the recovery codes are deleted. False when it was not on.
+pub(crate) async fn disable_method(
+    state: &AppState,
+    user: &users::User,
+    method: Method,
+    apply: impl FnOnce(&mut AnyConnection) -> Result<bool, StoreError> + Send + 'static,
+) -> Result<bool, ApiError> {
+    // Whether two-factor authentication stays on is known only inside the transaction, so
+    // both wordings of the notice are ready.
+    let still_on = change_notice(state, user, method, false, true, default_target(state)).await?;
+    let now_off = change_notice(state, user, method, false, false, default_target(state)).await?;
+    let user_id = user.id;
+    let done = state
+        .store
+        .run(move |c| {
+            c.transaction(|c| {
+                let now = now_ms();
+                two_factor::lock_user(c, user_id)?;
+                if !apply(c)? {
+                    return Ok(false);
+                }
+                let on = two_factor::enabled(c, user_id)?;
+                if !on {
+                    two_factor::recovery_delete(c, user_id)?;
+                }
+                let notice = if on { &still_on } else { &now_off };
+                crate::notices::enqueue(c, notice.as_ref(), now)?;
+                Ok(true)
+            })
+        })
+        .await?;
+    if done {
+        state.mailer.do_send(authd_mail::Wake);
+        tracing::info!(user_id, method = method.as_str(), "second factor disabled");
+    }
+    Ok(done)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EmailOtpState {
+    /// The address codes are mailed to.
+    pub email: String,
+    /// When the method was turned on (RFC 3339).
+    pub completed_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CompletedState {
+    /// When this was turned on or created (RFC 3339).
+    pub completed_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TwoFactorOverview {
+    /// True while any method is on.
+    pub enabled: bool,
+    /// The active email OTP method, or `null`.
+    pub email_otp: Option<EmailOtpState>,
+    /// The active TOTP method, or `null`.
+    pub totp: Option<CompletedState>,
+    /// The current recovery code set, or `null`.
+    pub recovery_codes: Option<CompletedState>,
+}
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// The second factors of the caller.
+#[utoipa::path(get, path = "/user/2fa", tag = "two-factor", security(("access" = [])),
+    responses(
+        (status = 200, description = "The caller's second factors", body = TwoFactorOverview),
+        (status = 401, description = "`NO_TOKEN_PROVIDED` or `INVALID_TOKEN`", body = ErrorBody),
+    ))]
+pub async fn overview(
+    state: web::Data<AppState>,
+    auth: AccessAuth,
+) -> Result<HttpResponse, ApiError> {
+    active_user(&state, auth.user_id).await?;
+    let s = status(&state, auth.user_id).await?;
+    Ok(json_ok(&TwoFactorOverview {
+        enabled: s.enabled(),
+        email_otp: s.email_otp.as_ref().map(|e| EmailOtpState {
+            email: e.email.clone(),
+            completed_at: rfc3339(e.enabled_at_ms),
+        }),
+        totp: s.totp_enabled_at_ms.map(|at| CompletedState {
+            completed_at: rfc3339(at),
+        }),
+        recovery_codes: s.recovery_created_at_ms.map(|at| CompletedState {
+            completed_at: rfc3339(at),
+        }),
+    }))
+}
+
+/// The methods a login with a partial token can continue with, in the contract's order.
+pub fn login_methods(s: &two_factor::Status) -> Vec<&'static str> {
+    let mut methods = Vec::new();
+    if s.email_otp.is_some() {
+        methods.push("emailOtp");
+    }
+    if s.totp_enabled_at_ms.is_some() {
+        methods.push("totp");
+    }
+    if s.recovery_unused > 0 {
+        methods.push("recoveryCode");
+    }
+    methods
+}

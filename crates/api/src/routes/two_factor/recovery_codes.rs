@@ -1,0 +1,184 @@
+//! Recovery codes: single-use codes that pass the second factor when the others are out of
+//! reach.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use authd_domain::two_factor::recovery;
+use authd_mail::MailKind;
+use authd_ratelimit::Backoff;
+use authd_store::{two_factor, Connection};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::{
+    active_user, conflict, count_check, default_target, now_ms, status, tokens_for, user_key,
+    DurationBody, EmptyBody, RecoveryCodesBody, SecondFactorTokens,
+};
+use crate::auth::{AccessAuth, AccessOrPartial, SudoAuth};
+use crate::error::ErrorBody;
+use crate::{json_ok, ApiError, AppState, JsonBody};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    use crate::routes::resource;
+    cfg.service(
+        resource("/user/2fa/recovery-code/authenticate", "POST")
+            .route(web::post().to(authenticate)),
+    )
+    .service(resource("/user/2fa/recovery-code/reset", "POST").route(web::post().to(reset)))
+    .service(
+        resource("/user/2fa/recovery-code/next-guess", "GET").route(web::get().to(next_guess)),
+    );
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecoveryCodeBody {
+    /// One of the recovery codes; case, spaces and dashes are ignored.
+    #[schema(max_length = 64, example = "7KQ2-M9XH-RT4W-NC3D")]
+    pub recovery_code: String,
+}
+
+const TOO_MANY: &str = "TOO_MANY_RECOVERY_CODE_CHECKS";
+
+/// Passes the second factor with a recovery code, which is used up.
+#[utoipa::path(post, path = "/user/2fa/recovery-code/authenticate", tag = "two-factor: recovery codes",
+    request_body = RecoveryCodeBody, security(("access" = []), ("partial" = [])),
+    responses(
+        (status = 200, description = "With a partial token: a new login (all three tokens). With an access token: `sudoToken` only", body = SecondFactorTokens),
+        (status = 400, description = "Invalid input (a sentence)", body = ErrorBody),
+        (status = 401, description = "`RECOVERY_CODE_INVALID`, `NO_TOKEN_PROVIDED` or `INVALID_TOKEN`", body = ErrorBody),
+        (status = 409, description = "`RECOVERY_CODES_UNINITIALIZED`: the account has no recovery codes", body = ErrorBody),
+        (status = 429, description = "`TOO_MANY_RECOVERY_CODE_CHECKS`", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the next guess may be made"))),
+    ))]
+pub async fn authenticate(
+    state: web::Data<AppState>,
+    auth: AccessOrPartial,
+    body: JsonBody<RecoveryCodeBody>,
+) -> Result<HttpResponse, ApiError> {
+    let typed = body.0.recovery_code;
+    if typed.chars().count() > recovery::MAX_INPUT_LEN {
+        return Err(ApiError::bad_request(
+            "recoveryCode must be at most 64 characters long",
+        ));
+    }
+    let user = active_user(&state, auth.user_id).await?;
+    let user_id = user.id;
+    if status(&state, user_id)
+        .await?
+        .recovery_created_at_ms
+        .is_none()
+    {
+        return Err(conflict("RECOVERY_CODES_UNINITIALIZED"));
+    }
+    let ok = crate::throttle::guarded(
+        &state,
+        Backoff::RecoveryCode,
+        TOO_MANY,
+        &user_key(user_id),
+        async {
+            let Some(code) = recovery::normalize(&typed) else {
+                return Ok(false);
+            };
+            let hash = recovery::hash(&state.two_factor.recovery, user_id, &code);
+            // One conditional update: a code is used once, however many requests race.
+            Ok(state
+                .store
+                .run(move |c| two_factor::recovery_use(c, user_id, &hash, now_ms()))
+                .await?)
+        },
+    )
+    .await?;
+    count_check("recovery_code", ok);
+    if !ok {
+        return Err(ApiError::code(
+            StatusCode::UNAUTHORIZED,
+            "RECOVERY_CODE_INVALID",
+        ));
+    }
+    tracing::info!(user_id, "a recovery code was used");
+    tokens_for(&state, &auth, "recovery_code").await
+}
+
+/// Replaces the recovery codes with a new set; every older code stops working.
+#[utoipa::path(post, path = "/user/2fa/recovery-code/reset", tag = "two-factor: recovery codes",
+    request_body = EmptyBody, security(("sudo" = [])),
+    responses(
+        (status = 200, description = "The new codes, shown this once", body = RecoveryCodesBody),
+        (status = 400, description = "Invalid input (a sentence)", body = ErrorBody),
+        (status = 401, description = "`NO_TOKEN_PROVIDED` or `INVALID_TOKEN`", body = ErrorBody),
+        (status = 409, description = "`2FA_IS_DISABLED`: no second factor is on", body = ErrorBody),
+    ))]
+pub async fn reset(
+    state: web::Data<AppState>,
+    auth: SudoAuth,
+    _body: JsonBody<EmptyBody>,
+) -> Result<HttpResponse, ApiError> {
+    let user = active_user(&state, auth.user_id).await?;
+    let user_id = user.id;
+    let (origin, language) = default_target(&state);
+    let to = crate::input::email(&user.email)?;
+    let vars = serde_json::json!({ "changed_at": crate::notices::changed_at() });
+    let notice = crate::notices::render(
+        &state,
+        MailKind::RecoveryCodesReset,
+        origin,
+        language,
+        to,
+        vars,
+    )
+    .await?;
+    let codes = recovery::generate_set();
+    let hashes: Vec<String> = codes
+        .iter()
+        .map(|c| recovery::hash(&state.two_factor.recovery, user_id, c))
+        .collect();
+    let done = state
+        .store
+        .run(move |c| {
+            c.transaction(|c| {
+                let now = now_ms();
+                two_factor::lock_user(c, user_id)?;
+                if !two_factor::enabled(c, user_id)? {
+                    return Ok(false);
+                }
+                two_factor::recovery_replace(c, user_id, &hashes, now)?;
+                crate::notices::enqueue(c, notice.as_ref(), now)?;
+                Ok(true)
+            })
+        })
+        .await?;
+    if !done {
+        return Err(conflict("2FA_IS_DISABLED"));
+    }
+    state.mailer.do_send(authd_mail::Wake);
+    tracing::info!(user_id, "recovery codes replaced");
+    Ok(json_ok(&RecoveryCodesBody {
+        recovery_codes: codes,
+    }))
+}
+
+/// Seconds until the next recovery-code guess may be made: the wait a 429 would report.
+#[utoipa::path(get, path = "/user/2fa/recovery-code/next-guess", tag = "two-factor: recovery codes",
+    security(("access" = [])),
+    responses(
+        (status = 200, description = "The wait; 0 means now", body = DurationBody),
+        (status = 401, description = "`NO_TOKEN_PROVIDED` or `INVALID_TOKEN`", body = ErrorBody),
+        (status = 409, description = "`RECOVERY_CODES_UNINITIALIZED`", body = ErrorBody),
+    ))]
+pub async fn next_guess(
+    state: web::Data<AppState>,
+    auth: AccessAuth,
+) -> Result<HttpResponse, ApiError> {
+    let user = active_user(&state, auth.user_id).await?;
+    if status(&state, user.id)
+        .await?
+        .recovery_created_at_ms
+        .is_none()
+    {
+        return Err(conflict("RECOVERY_CODES_UNINITIALIZED"));
+    }
+    let duration =
+        crate::throttle::next_attempt(&state, Backoff::RecoveryCode, user_key(user.id)).await?;
+    Ok(json_ok(&DurationBody { duration }))
+}

@@ -1,0 +1,275 @@
+//! TOTP (RFC 6238: SHA-1, 6 digits, 30 s) with secrets encrypted at rest.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use authd_domain::two_factor::totp;
+use authd_ratelimit::Backoff;
+use authd_store::two_factor;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{
+    active_user, conflict, count_check, default_target, disable_method, enable_method, tokens_for,
+    user_key, DurationBody, EmptyBody, Method, RecoveryCodesBody, SecondFactorTokens,
+};
+use crate::auth::{AccessAuth, AccessOrPartial, SudoAuth, SudoOrAccessWithout2fa};
+use crate::error::ErrorBody;
+use crate::input;
+use crate::{json_ok, ApiError, AppState, JsonBody};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    use crate::routes::resource;
+    cfg.service(resource("/user/2fa/totp/setup", "POST").route(web::post().to(setup)))
+        .service(resource("/user/2fa/totp/enable", "POST").route(web::post().to(enable)))
+        .service(
+            resource("/user/2fa/totp/authenticate", "POST").route(web::post().to(authenticate)),
+        )
+        .service(resource("/user/2fa/totp/next-guess", "GET").route(web::get().to(next_guess)))
+        .service(resource("/user/2fa/totp", "DELETE").route(web::delete().to(deactivate)));
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TotpSetupQuery {
+    /// The origin whose product name is the issuer shown in authenticator apps; the default
+    /// origin when absent.
+    #[param(max_length = 256)]
+    pub origin: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TotpSetupResponse {
+    /// The key URI to show as a QR code (or to open on the device).
+    #[schema(
+        example = "otpauth://totp/authd:ann%40example%2Eorg?secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP&issuer=authd&algorithm=SHA1&digits=6&period=30"
+    )]
+    pub url: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TotpBody {
+    /// The 6-digit code the authenticator app shows.
+    #[schema(pattern = "^[0-9]{6}$", example = "492039")]
+    pub totp: String,
+}
+
+const TOO_MANY: &str = "TOO_MANY_TOTP_CHECKS";
+
+fn invalid() -> ApiError {
+    ApiError::code(StatusCode::UNAUTHORIZED, "TOTP_INVALID")
+}
+
+/// Secrets are bound to their user: a value copied to another row does not open.
+fn context(user_id: i64) -> Vec<u8> {
+    format!("user:{user_id}").into_bytes()
+}
+
+fn open_secret(state: &AppState, user_id: i64, sealed: &str) -> Result<totp::Secret, ApiError> {
+    state
+        .two_factor
+        .totp
+        .open(sealed, &context(user_id))
+        .ok()
+        .and_then(totp::Secret::from_bytes)
+        .ok_or_else(|| {
+            ApiError::internal_code(
+                "TOTP_CORRUPT",
+                format!(
+                    "the TOTP secret of user {user_id} cannot be decrypted with the configured key"
+                ),
+            )
+        })
+}
+
+fn now_secs() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// Starts (or restarts) a TOTP setup: a new 160-bit secret, pending until enabled. An active
+/// secret keeps working until then.
+#[utoipa::path(post, path = "/user/2fa/totp/setup", tag = "two-factor: TOTP",
+    params(TotpSetupQuery), request_body = EmptyBody, security(("sudo" = []), ("access" = [])),
+    responses(
+        (status = 200, description = "The key URI of the new secret", body = TotpSetupResponse),
+        (status = 400, description = "Invalid input (a sentence), or `UNKNOWN_ORIGIN`", body = ErrorBody),
+        (status = 401, description = "`NO_TOKEN_PROVIDED` or `INVALID_TOKEN` (an access token while two-factor authentication is on)", body = ErrorBody),
+    ))]
+pub async fn setup(
+    state: web::Data<AppState>,
+    auth: SudoOrAccessWithout2fa,
+    query: web::Query<TotpSetupQuery>,
+    _body: JsonBody<EmptyBody>,
+) -> Result<HttpResponse, ApiError> {
+    let target = input::MailQuery {
+        origin: query.0.origin,
+        language: None,
+    };
+    target.check()?;
+    let origin = target.resolve(&state)?.origin;
+    let issuer = state.settings.origin(&origin).map_or_else(
+        || state.settings.tokens.issuer.clone(),
+        |o| o.product_name.clone(),
+    );
+    let user = active_user(&state, auth.user_id).await?;
+    let secret = totp::Secret::generate();
+    let sealed = state
+        .two_factor
+        .totp
+        .seal(secret.as_bytes(), &context(user.id));
+    let user_id = user.id;
+    state
+        .store
+        .run(move |c| two_factor::totp_set_pending(c, user_id, &sealed))
+        .await?;
+    let url = totp::otpauth_url(&secret, &issuer, &user.email);
+    Ok(json_ok(&TotpSetupResponse { url }))
+}
+
+/// Turns TOTP on with a code of the pending secret.
+#[utoipa::path(post, path = "/user/2fa/totp/enable", tag = "two-factor: TOTP",
+    request_body = TotpBody, security(("access" = [])),
+    responses(
+        (status = 200, description = "TOTP is on. The first method on returns 10 new recovery codes; a further method returns `[]`", body = RecoveryCodesBody),
+        (status = 400, description = "Invalid input (a sentence)", body = ErrorBody),
+        (status = 401, description = "`TOTP_INVALID`, `NO_TOKEN_PROVIDED` or `INVALID_TOKEN`", body = ErrorBody),
+        (status = 409, description = "`TOTP_UNINITIALIZED`: no setup is pending", body = ErrorBody),
+        (status = 429, description = "`TOO_MANY_TOTP_CHECKS`", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the next guess may be made"))),
+        (status = 500, description = "`TOTP_CORRUPT`: the stored secret cannot be decrypted", body = ErrorBody),
+    ))]
+pub async fn enable(
+    state: web::Data<AppState>,
+    auth: AccessAuth,
+    body: JsonBody<TotpBody>,
+) -> Result<HttpResponse, ApiError> {
+    let code = input::otp("totp", &body.0.totp)?;
+    let user = active_user(&state, auth.user_id).await?;
+    let user_id = user.id;
+    let row = state
+        .store
+        .read(move |c| two_factor::totp_find(c, user_id))
+        .await?;
+    let Some(pending) = row.and_then(|r| r.pending_secret_enc) else {
+        return Err(conflict("TOTP_UNINITIALIZED"));
+    };
+    let mut codes = None;
+    let ok = crate::throttle::guarded(&state, Backoff::Totp, TOO_MANY, &user_key(user_id), async {
+        let secret = open_secret(&state, user_id, &pending)?;
+        let Some(step) = secret.accepts(&code, now_secs(), None) else {
+            return Ok(false);
+        };
+        let target = default_target(&state);
+        codes = enable_method(&state, &user, Method::Totp, target, move |c, now| {
+            two_factor::totp_enable(c, user_id, &pending, step, now)
+        })
+        .await?;
+        Ok(codes.is_some())
+    })
+    .await?;
+    count_check("totp", ok);
+    match codes {
+        Some(recovery_codes) if ok => Ok(json_ok(&RecoveryCodesBody { recovery_codes })),
+        _ => Err(invalid()),
+    }
+}
+
+/// Passes the second factor with a TOTP code: the current or the previous step, later than
+/// the last accepted one.
+#[utoipa::path(post, path = "/user/2fa/totp/authenticate", tag = "two-factor: TOTP",
+    request_body = TotpBody, security(("access" = []), ("partial" = [])),
+    responses(
+        (status = 200, description = "With a partial token: a new login (all three tokens). With an access token: `sudoToken` only", body = SecondFactorTokens),
+        (status = 400, description = "Invalid input (a sentence)", body = ErrorBody),
+        (status = 401, description = "`TOTP_INVALID`, `NO_TOKEN_PROVIDED` or `INVALID_TOKEN`", body = ErrorBody),
+        (status = 409, description = "`TOTP_UNINITIALIZED`: TOTP is not on", body = ErrorBody),
+        (status = 429, description = "`TOO_MANY_TOTP_CHECKS`", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the next guess may be made"))),
+        (status = 500, description = "`TOTP_CORRUPT`: the stored secret cannot be decrypted", body = ErrorBody),
+    ))]
+pub async fn authenticate(
+    state: web::Data<AppState>,
+    auth: AccessOrPartial,
+    body: JsonBody<TotpBody>,
+) -> Result<HttpResponse, ApiError> {
+    let code = input::otp("totp", &body.0.totp)?;
+    let user = active_user(&state, auth.user_id).await?;
+    let user_id = user.id;
+    let row = state
+        .store
+        .read(move |c| two_factor::totp_find(c, user_id))
+        .await?;
+    let Some((sealed, last_step)) = row
+        .filter(|r| r.enabled_at_ms.is_some())
+        .and_then(|r| r.secret_enc.map(|s| (s, r.last_step)))
+    else {
+        return Err(conflict("TOTP_UNINITIALIZED"));
+    };
+    let ok = crate::throttle::guarded(&state, Backoff::Totp, TOO_MANY, &user_key(user_id), async {
+        let secret = open_secret(&state, user_id, &sealed)?;
+        let Some(step) = secret.accepts(&code, now_secs(), last_step) else {
+            return Ok(false);
+        };
+        // The database decides which of parallel requests with one code wins.
+        Ok(state
+            .store
+            .run(move |c| two_factor::totp_accept_step(c, user_id, &sealed, step))
+            .await?)
+    })
+    .await?;
+    count_check("totp", ok);
+    if !ok {
+        return Err(invalid());
+    }
+    tokens_for(&state, &auth, "totp").await
+}
+
+/// Seconds until the next TOTP guess may be made: the wait a 429 would report.
+#[utoipa::path(get, path = "/user/2fa/totp/next-guess", tag = "two-factor: TOTP",
+    security(("access" = [])),
+    responses(
+        (status = 200, description = "The wait; 0 means now", body = DurationBody),
+        (status = 401, description = "`NO_TOKEN_PROVIDED` or `INVALID_TOKEN`", body = ErrorBody),
+        (status = 409, description = "`TOTP_UNINITIALIZED`: TOTP was never set up", body = ErrorBody),
+    ))]
+pub async fn next_guess(
+    state: web::Data<AppState>,
+    auth: AccessAuth,
+) -> Result<HttpResponse, ApiError> {
+    let user = active_user(&state, auth.user_id).await?;
+    let user_id = user.id;
+    if state
+        .store
+        .read(move |c| two_factor::totp_find(c, user_id))
+        .await?
+        .is_none()
+    {
+        return Err(conflict("TOTP_UNINITIALIZED"));
+    }
+    let duration = crate::throttle::next_attempt(&state, Backoff::Totp, user_key(user_id)).await?;
+    Ok(json_ok(&DurationBody { duration }))
+}
+
+/// Turns TOTP off (a pending setup is dropped too). When it was the last method, two-factor
+/// authentication is off and the recovery codes are deleted.
+#[utoipa::path(delete, path = "/user/2fa/totp", tag = "two-factor: TOTP",
+    security(("sudo" = [])),
+    responses(
+        (status = 200, description = "TOTP is off", body = Option<String>, example = json!(null)),
+        (status = 401, description = "`NO_TOKEN_PROVIDED` or `INVALID_TOKEN`", body = ErrorBody),
+        (status = 409, description = "`TOTP_ALREADY_INACTIVE`", body = ErrorBody),
+    ))]
+pub async fn deactivate(
+    state: web::Data<AppState>,
+    auth: SudoAuth,
+) -> Result<HttpResponse, ApiError> {
+    let user = active_user(&state, auth.user_id).await?;
+    let user_id = user.id;
+    if !disable_method(&state, &user, Method::Totp, move |c| {
+        two_factor::totp_disable(c, user_id)
+    })
+    .await?
+    {
+        return Err(conflict("TOTP_ALREADY_INACTIVE"));
+    }
+    Ok(json_ok(&()))
+}
