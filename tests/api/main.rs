@@ -18,3 +18,8 @@ mod shutdown;
 mod store;
 mod templates;
 mod tokens;
+mod two_factor_backoff;
+mod two_factor_email_otp;
+mod two_factor_recovery;
+mod two_factor_tokens;
+mod two_factor_totp;

@@ -6,6 +6,7 @@
 //! `postgres://postgres@127.0.0.1:5432`).
 
 pub mod smtp;
+pub mod two_factor;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

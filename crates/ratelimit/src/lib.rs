@@ -16,15 +16,18 @@ pub enum Limit {
     ResetMail,
     /// Two-factor code mails (email OTP setup and challenge) per account.
     OtpMail,
+    /// Email-transfer code mails per account.
+    TransferMail,
 }
 
 impl Limit {
-    pub const ALL: &'static [Limit] = &[Limit::ResetMail, Limit::OtpMail];
+    pub const ALL: &'static [Limit] = &[Limit::ResetMail, Limit::OtpMail, Limit::TransferMail];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::ResetMail => "reset_mail",
             Self::OtpMail => "otp_mail",
+            Self::TransferMail => "transfer_mail",
         }
     }
 }
@@ -108,6 +111,9 @@ pub struct RateLimiter {
     backoffs: HashMap<Backoff, BackoffPolicy>,
     /// (backoff, key hash) → refused until (ms since the epoch).
     blocked: HashMap<(Backoff, String), i64>,
+    /// Bumped by every success: a database answer obtained before a success must not put a
+    /// block back into `blocked` after the success cleared it.
+    successes: u64,
     ip: IpBudgets,
     /// (limit, key hash) → refused until (ms since the epoch).
     denied: HashMap<(Limit, String), i64>,
@@ -147,6 +153,7 @@ impl RateLimiter {
             backoffs,
             ip,
             blocked: HashMap::new(),
+            successes: 0,
             denied: HashMap::new(),
             denied_cap,
         }
@@ -160,6 +167,21 @@ impl RateLimiter {
         mac.update(&[0]);
         mac.update(key.as_bytes());
         hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// Caches a block read from or written to the database, unless a success happened since
+    /// the database was asked (`seen` is `successes` at that time). Answers of parallel
+    /// requests may finish in any order: the latest wait wins, as in the database.
+    fn remember_blocked(&mut self, backoff: Backoff, key_hash: String, until: i64, seen: u64) {
+        if seen != self.successes || until <= now_ms() {
+            return;
+        }
+        let key = (backoff, key_hash);
+        if let Some(known) = self.blocked.get_mut(&key) {
+            *known = (*known).max(until);
+        } else if self.blocked.len() < self.denied_cap {
+            self.blocked.insert(key, until);
+        }
     }
 
     fn remember_denied(&mut self, limit: Limit, key_hash: String, until_ms: i64) {
@@ -297,6 +319,7 @@ impl Handler<CheckBackoff> for RateLimiter {
             self.blocked.remove(&(backoff, key_hash.clone()));
         }
         let store = self.store.clone();
+        let seen = self.successes;
         Box::pin(
             async move {
                 let hash = key_hash.clone();
@@ -311,9 +334,7 @@ impl Handler<CheckBackoff> for RateLimiter {
                     let (key_hash, until) = res?;
                     match until {
                         Some(until) => {
-                            if act.blocked.len() < act.denied_cap {
-                                act.blocked.insert((backoff, key_hash), until);
-                            }
+                            act.remember_blocked(backoff, key_hash, until, seen);
                             Err(backoff_denied(backoff, until, now))
                         }
                         None => Ok(()),
@@ -410,24 +431,23 @@ impl Handler<Failure> for RateLimiter {
                 max: Duration::from_secs(900),
             });
         let store = self.store.clone();
+        let seen = self.successes;
         Box::pin(
             async move {
                 let hash = key_hash.clone();
-                let failures = store
+                let (_, until) = store
                     .run(move |c| {
                         backoffs::record_failure(c, backoff.as_str(), &hash, now, |f| {
                             policy.wait_ms(f)
                         })
                     })
                     .await?;
-                Ok((key_hash, policy.wait_ms(failures)))
+                Ok((key_hash, until))
             }
             .into_actor(self)
             .map(move |res: Result<(String, i64), StoreError>, act, _| {
-                let (key_hash, wait) = res?;
-                if wait > 0 && act.blocked.len() < act.denied_cap {
-                    act.blocked.insert((backoff, key_hash), now + wait);
-                }
+                let (key_hash, until) = res?;
+                act.remember_blocked(backoff, key_hash, until, seen);
                 Ok(())
             }),
         )
@@ -443,18 +463,27 @@ pub struct Success {
 }
 
 impl Handler<Success> for RateLimiter {
-    type Result = ResponseFuture<Result<(), StoreError>>;
+    type Result = ResponseActFuture<Self, Result<(), StoreError>>;
 
     fn handle(&mut self, msg: Success, _: &mut Self::Context) -> Self::Result {
         let backoff = msg.backoff;
         let key_hash = self.key_hash(backoff.as_str(), &msg.key);
         self.blocked.remove(&(backoff, key_hash.clone()));
+        // Before and after the clear commits: a read that overlapped it is not cached.
+        self.successes += 1;
         let store = self.store.clone();
-        Box::pin(async move {
-            store
-                .run(move |c| backoffs::clear(c, backoff.as_str(), &key_hash))
-                .await
-        })
+        Box::pin(
+            async move {
+                store
+                    .run(move |c| backoffs::clear(c, backoff.as_str(), &key_hash))
+                    .await
+            }
+            .into_actor(self)
+            .map(|res, act, _| {
+                act.successes += 1;
+                res
+            }),
+        )
     }
 }
 

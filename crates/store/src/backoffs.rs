@@ -1,6 +1,9 @@
 //! Guessing backoffs: consecutive failures per key, and until when the next attempt waits.
 
 use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Integer, Text};
+
+use crate::backend::sql;
 
 use crate::schema::backoffs as b;
 use crate::{AnyConnection, StoreError};
@@ -22,66 +25,60 @@ pub fn blocked_until(
         .optional()?)
 }
 
-/// Counts a failure and sets the wait `wait_ms(failures)` computes (0 for none). Returns the
-/// consecutive failures now recorded. One transaction, so parallel failures all count.
+#[derive(QueryableByName)]
+struct UntilRow {
+    #[diesel(sql_type = BigInt)]
+    blocked_until_ms: i64,
+}
+
+#[derive(QueryableByName)]
+struct FailuresRow {
+    #[diesel(sql_type = Integer)]
+    failures: i32,
+}
+
+/// Counts a failure and sets the wait `wait_ms(failures)` computes (0 for none); a wait never
+/// shortens one already set. Returns the consecutive failures now recorded and until when
+/// attempts wait (ms since the epoch; in the past when they do not). The count is one upsert, so parallel failures, in this
+/// process or another, all count (a plain insert racing another would abort a PostgreSQL
+/// transaction).
 pub fn record_failure(
     conn: &mut AnyConnection,
     limit: &str,
     key_hash: &str,
     now_ms: i64,
     wait_ms: impl Fn(i32) -> i64,
-) -> Result<i32, StoreError> {
+) -> Result<(i32, i64), StoreError> {
     conn.transaction(|conn| {
-        let updated = diesel::update(
-            b::table
-                .filter(b::limit_name.eq(limit))
-                .filter(b::key_hash.eq(key_hash)),
+        let rows: Vec<FailuresRow> = sql(
+            conn,
+            "INSERT INTO backoffs (limit_name, key_hash, failures, blocked_until_ms) \
+             VALUES ($1, $2, 1, 0) \
+             ON CONFLICT (limit_name, key_hash) DO UPDATE SET failures = backoffs.failures + 1 \
+             RETURNING failures",
         )
-        .set(b::failures.eq(b::failures + 1))
-        .execute(conn)?;
-        if updated == 0 {
-            let inserted = diesel::insert_into(b::table)
-                .values((
-                    b::limit_name.eq(limit),
-                    b::key_hash.eq(key_hash),
-                    b::failures.eq(1),
-                    b::blocked_until_ms.eq(0),
-                ))
-                .execute(conn);
-            match inserted {
-                Ok(_) => {}
-                // Another process inserted it first: count on its row.
-                Err(diesel::result::Error::DatabaseError(
-                    diesel::result::DatabaseErrorKind::UniqueViolation,
-                    _,
-                )) => {
-                    diesel::update(
-                        b::table
-                            .filter(b::limit_name.eq(limit))
-                            .filter(b::key_hash.eq(key_hash)),
-                    )
-                    .set(b::failures.eq(b::failures + 1))
-                    .execute(conn)?;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        let failures: i32 = b::table
-            .filter(b::limit_name.eq(limit))
-            .filter(b::key_hash.eq(key_hash))
-            .select(b::failures)
-            .first(conn)?;
+        .bind::<Text, _>(limit)
+        .bind::<Text, _>(key_hash)
+        .load(conn)?;
+        let failures = rows.first().map_or(1, |r| r.failures);
         let wait = wait_ms(failures);
-        if wait > 0 {
-            diesel::update(
-                b::table
-                    .filter(b::limit_name.eq(limit))
-                    .filter(b::key_hash.eq(key_hash)),
-            )
-            .set(b::blocked_until_ms.eq(now_ms + wait))
-            .execute(conn)?;
+        if wait <= 0 {
+            return Ok((failures, 0));
         }
-        Ok(failures)
+        let until: Vec<UntilRow> = sql(
+            conn,
+            "UPDATE backoffs SET blocked_until_ms = \
+               CASE WHEN blocked_until_ms > $3 THEN blocked_until_ms ELSE $3 END \
+             WHERE limit_name = $1 AND key_hash = $2 RETURNING blocked_until_ms",
+        )
+        .bind::<Text, _>(limit)
+        .bind::<Text, _>(key_hash)
+        .bind::<BigInt, _>(now_ms + wait)
+        .load(conn)?;
+        Ok((
+            failures,
+            until.first().map_or(now_ms + wait, |r| r.blocked_until_ms),
+        ))
     })
 }
 
