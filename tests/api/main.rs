@@ -6,10 +6,12 @@
 
 mod cli;
 mod config;
+mod email_transfer;
 mod errors;
 mod ip_budgets;
 mod mail_backends;
 mod metrics;
+mod notices;
 mod openapi;
 mod ops;
 mod password_reset;

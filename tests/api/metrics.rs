@@ -29,6 +29,14 @@ async fn metrics_count_requests_by_route_template_on_their_own_listener() {
         after.contains(r#"db_pool_connections{state="idle"}"#),
         "{after}"
     );
+    for method in ["email_otp", "totp", "recovery_code"] {
+        let series =
+            format!(r#"auth_two_factor_checks_total{{method="{method}",outcome="failure"}}"#);
+        assert!(
+            metric_value(&after, &series).is_some(),
+            "{series} exists from start"
+        );
+    }
     // The public listener does not serve metrics.
     app.get("/metrics").await.assert_error(404, "NOT_FOUND");
 }

@@ -27,6 +27,8 @@ async fn openapi_document_is_3_1_and_lists_every_route_with_its_errors() {
         "/auth/refreshtoken/validate",
         "/auth/logout",
         "/.well-known/jwks.json",
+        "/user/email/initiate",
+        "/user/email",
         "/user/2fa",
         "/user/2fa/email-otp/setup",
         "/user/2fa/email-otp/enable",

@@ -23,6 +23,8 @@ pub struct MailQuery {
 pub struct MailTarget {
     pub origin: String,
     pub language: Option<String>,
+    /// The request named the origin or the language (worth remembering for the user).
+    pub explicit: bool,
 }
 
 impl MailQuery {
@@ -62,8 +64,41 @@ impl MailQuery {
         Ok(MailTarget {
             origin,
             language: self.language.as_ref().map(|l| l.to_ascii_lowercase()),
+            explicit: self.origin.is_some() || self.language.is_some(),
         })
     }
+}
+
+/// Where a notice about `user` goes: the origin and language the request named, else the
+/// ones the user last asked mails in, else the default origin in its default language.
+pub fn notice_target(
+    state: &AppState,
+    user: &authd_store::User,
+    query: Option<&MailQuery>,
+) -> Result<MailTarget, ApiError> {
+    if let Some(q) = query {
+        q.check()?;
+        let target = q.resolve(state)?;
+        if target.explicit {
+            return Ok(target);
+        }
+    }
+    if let Some(origin) = user
+        .last_origin
+        .as_ref()
+        .filter(|o| state.settings.origin(o).is_some())
+    {
+        return Ok(MailTarget {
+            origin: origin.clone(),
+            language: user.last_language.clone(),
+            explicit: false,
+        });
+    }
+    Ok(MailTarget {
+        origin: state.settings.mail.default_origin.clone(),
+        language: None,
+        explicit: false,
+    })
 }
 
 pub fn email(raw: &str) -> Result<Email, ApiError> {

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 pub mod auth;
 pub mod client_ip;
+pub mod codes;
 pub mod error;
 pub mod hashing;
 pub mod input;

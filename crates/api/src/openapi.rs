@@ -31,6 +31,8 @@ use crate::routes;
         routes::auth::validate_refresh,
         routes::auth::logout,
         routes::auth::jwks,
+        routes::email::initiate,
+        routes::email::complete,
         routes::two_factor::overview,
         routes::two_factor::email_otp::setup,
         routes::two_factor::email_otp::enable,
@@ -59,6 +61,7 @@ use crate::routes;
         (name = "two-factor: email OTP", description = "Codes mailed to a confirmed address. One code mail per account per window (setup and challenge together)."),
         (name = "two-factor: TOTP", description = "RFC 6238 codes (SHA-1, 6 digits, 30 s) from an authenticator app. A code counts for the current or the previous step, and never twice. After 3 wrong codes in a row guesses must wait (2 s, doubling, up to 15 min)."),
         (name = "two-factor: recovery codes", description = "10 single-use codes of 16 characters (alphabet `23456789ABCDEFGHJKMNPQRSTUVWXYZ`), created when the first method is turned on and deleted when the last is turned off. Case, spaces and dashes are ignored. Wrong codes back off as TOTP codes do."),
+        (name = "email address", description = "Change the login address: a code mailed to the new address confirms it; the old address is told."),
         (name = "operations", description = "Health and readiness"),
     ),
 )]

@@ -213,7 +213,8 @@ fn spawn_housekeeping(settings: &Settings, store: Store) {
             .limits
             .reset_mail
             .window_secs
-            .max(settings.limits.otp_mail.window_secs),
+            .max(settings.limits.otp_mail.window_secs)
+            .max(settings.limits.transfer_mail.window_secs),
     );
     let keep_sent =
         Duration::from_secs(settings.database.keep_sent_mail_days.saturating_mul(86_400));
@@ -302,6 +303,10 @@ fn start_actors(settings: &Settings, store: &Store, keys: &keys::Keys) -> anyhow
         (
             authd_ratelimit::Limit::OtpMail,
             window(settings.limits.otp_mail),
+        ),
+        (
+            authd_ratelimit::Limit::TransferMail,
+            window(settings.limits.transfer_mail),
         ),
     ]);
     let backoff = |b: authd_settings::BackoffSettings| authd_ratelimit::BackoffPolicy {

@@ -278,7 +278,7 @@ pub fn sample_vars(kind: MailKind) -> serde_json::Value {
             "changed_at": "2026-11-26 22:40 UTC",
         }),
         MailKind::EmailChanged => serde_json::json!({
-            "new_email_masked": "b***@e***.org",
+            "new_email_masked": "b***@example.org",
             "changed_at": "2026-11-26 22:40 UTC",
         }),
     }

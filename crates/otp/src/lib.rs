@@ -132,6 +132,8 @@ pub struct Issue {
     pub link: Option<String>,
     /// What the code confirms, stored with it (e.g. the address being set up).
     pub target: Option<String>,
+    /// The request named the origin or language: remember them for the user's later notices.
+    pub remember: bool,
 }
 
 fn mail_vars(code: &str, link: Option<&str>, lifetime: Duration) -> serde_json::Value {
@@ -164,7 +166,8 @@ impl Handler<Issue> for OtpIssuer {
                     vars,
                 })
                 .await??;
-            let (user_id, purpose, target) = (msg.user_id, msg.purpose, msg.target);
+            let (user_id, purpose, target, remember) =
+                (msg.user_id, msg.purpose, msg.target, msg.remember);
             store
                 .run(move |c| {
                     use authd_store::Connection;
@@ -184,6 +187,14 @@ impl Handler<Issue> for OtpIssuer {
                                 target: target.as_deref(),
                             },
                         )?;
+                        if remember {
+                            authd_store::users::remember_mail_target(
+                                c,
+                                user_id,
+                                &prepared.origin,
+                                &prepared.language,
+                            )?;
+                        }
                         outbox::enqueue(c, &prepared.as_new_mail(now))
                     })
                 })

@@ -36,6 +36,7 @@ pub struct LimitsSettings {
     pub replica_heartbeat_secs: u64,
     pub reset_mail: WindowLimit,
     pub otp_mail: WindowLimit,
+    pub transfer_mail: WindowLimit,
     pub ip_login: IpBudget,
     pub ip_reset: IpBudget,
     pub password_backoff: BackoffSettings,
@@ -484,6 +485,7 @@ impl Settings {
         for (key, limit) in [
             ("limits.reset_mail", self.limits.reset_mail),
             ("limits.otp_mail", self.limits.otp_mail),
+            ("limits.transfer_mail", self.limits.transfer_mail),
         ] {
             if limit.max == 0 || limit.window_secs == 0 {
                 return Err(invalid(key, "max and window_secs must be at least 1"));

@@ -9,6 +9,8 @@ diesel::table! {
         disabled -> Bool,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        last_origin -> Nullable<Text>,
+        last_language -> Nullable<Text>,
     }
 }
 

@@ -22,6 +22,10 @@ pub struct User {
     pub disabled: bool,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    /// The origin the user last asked a mail for, if any request named one.
+    pub last_origin: Option<String>,
+    /// The language of that mail.
+    pub last_language: Option<String>,
 }
 
 impl User {
@@ -108,6 +112,36 @@ pub fn set_password(
             users::password_hash.eq(hash.as_str()),
             users::updated_at.eq(now()),
         ))
+        .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// Remembers the origin and language a user asked a mail in, for later notices.
+pub fn remember_mail_target(
+    conn: &mut AnyConnection,
+    user_id: i64,
+    origin: &str,
+    language: &str,
+) -> Result<(), StoreError> {
+    diesel::update(users::table.find(user_id))
+        .set((
+            users::last_origin.eq(Some(origin)),
+            users::last_language.eq(Some(language)),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Changes the login address. `Duplicate` when another account has it: the unique index
+/// decides, inside the caller's transaction, so two users racing for one address cannot
+/// both win.
+pub fn set_email(
+    conn: &mut AnyConnection,
+    user_id: i64,
+    email: &Email,
+) -> Result<bool, StoreError> {
+    let n = diesel::update(users::table.find(user_id))
+        .set((users::email.eq(email.as_str()), users::updated_at.eq(now())))
         .execute(conn)?;
     Ok(n == 1)
 }

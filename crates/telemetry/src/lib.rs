@@ -53,6 +53,14 @@ fn describe() {
         DB_POOL_CONNECTIONS,
         "Database pool connections, by state (idle, in_use)."
     );
+    metrics::describe_counter!(
+        LOGINS_TOTAL,
+        "Logins, by outcome (success, failure, two_factor_required)."
+    );
+    metrics::describe_counter!(
+        TWO_FACTOR_CHECKS_TOTAL,
+        "Second-factor checks, by method (email_otp, totp, recovery_code) and outcome (success, failure)."
+    );
 }
 
 /// Installs the process-wide Prometheus recorder once and returns its handle. Later calls
@@ -78,6 +86,12 @@ pub fn prometheus() -> Result<PrometheusHandle, String> {
             // Counters appear in the exposition only once touched; touch the ones alerts
             // are written against so they read 0 rather than "absent".
             metrics::counter!(names::HTTP_PANICS_TOTAL).absolute(0);
+            for method in ["email_otp", "totp", "recovery_code"] {
+                for outcome in ["success", "failure"] {
+                    metrics::counter!(names::TWO_FACTOR_CHECKS_TOTAL, "method" => method, "outcome" => outcome)
+                        .absolute(0);
+                }
+            }
             Ok(handle)
         })
         .clone()

@@ -5,6 +5,7 @@ use actix_web::{web, HttpResponse, Resource};
 use crate::error::ApiError;
 
 pub mod auth;
+pub mod email;
 pub mod ops;
 pub mod password;
 pub mod two_factor;
@@ -20,6 +21,7 @@ pub(crate) fn resource(path: &str, allow: &'static str) -> Resource {
 /// Registers every route of the public API.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     auth::configure(cfg);
+    email::configure(cfg);
     ops::configure(cfg);
     password::configure(cfg);
     two_factor::configure(cfg);

@@ -4,7 +4,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use authd_mail::{MailKind, RenderError};
-use authd_otp::{Check, CheckError, Decoy, Issue, IssueError, Purpose};
+use authd_otp::{Decoy, Issue, IssueError, Purpose};
 use authd_ratelimit::Limit;
 use authd_store::{otps, refresh_tokens, users, Connection};
 use serde::Deserialize;
@@ -156,7 +156,11 @@ async fn send_reset(
 ) -> Result<HttpResponse, ApiError> {
     let email = input::email(raw_email)?;
     input::allowed_provider(state, &email)?;
-    let MailTarget { origin, language } = query.resolve(state)?;
+    let MailTarget {
+        origin,
+        language,
+        explicit,
+    } = query.resolve(state)?;
 
     let lookup = email.clone();
     let key = email.as_str().to_owned();
@@ -184,6 +188,7 @@ async fn send_reset(
                         kind,
                         link,
                         target: None,
+                        remember: explicit,
                     };
                     state.otp.send(msg).await
                 }
@@ -247,20 +252,8 @@ async fn check_reset_code(
         .await?
         .filter(|u| !u.disabled)
         .ok_or_else(otp_invalid)?;
-    match state
-        .otp
-        .send(Check {
-            user_id: user.id,
-            purpose: Purpose::PasswordReset,
-            code,
-        })
-        .await
-    {
-        Ok(Ok(v)) => Ok((user, v)),
-        Ok(Err(CheckError::Invalid)) => Err(otp_invalid()),
-        Ok(Err(CheckError::Store(e))) => Err(e.into()),
-        Err(e) => Err(ApiError::internal(e)),
-    }
+    let verified = crate::codes::check(state, user.id, Purpose::PasswordReset, code).await?;
+    Ok((user, verified))
 }
 
 /// Replaces the password using the mailed code: the code is used up, every refresh token of
@@ -342,7 +335,7 @@ pub struct ChangePasswordBody {
 /// Changes the password of the caller. Every other login of the user is ended (the caller's
 /// stays) and a notice is mailed.
 #[utoipa::path(put, path = "/user/password/old-password", tag = "password",
-    request_body = ChangePasswordBody, security(("sudo" = []), ("access" = [])),
+    params(MailQuery), request_body = ChangePasswordBody, security(("sudo" = []), ("access" = [])),
     responses(
         (status = 200, description = "Password changed", body = Option<String>, example = json!(null)),
         (status = 400, description = "Invalid input or password policy (a sentence)", body = ErrorBody),
@@ -356,8 +349,10 @@ pub struct ChangePasswordBody {
 pub async fn change_password(
     state: web::Data<AppState>,
     auth: SudoOrAccessWithout2fa,
+    query: web::Query<MailQuery>,
     body: JsonBody<ChangePasswordBody>,
 ) -> Result<HttpResponse, ApiError> {
+    query.check()?;
     if body.0.old_password.chars().count() > 256 {
         return Err(ApiError::bad_request(
             "oldPassword must be at most 256 characters long",
@@ -386,8 +381,8 @@ pub async fn change_password(
     }
     let hash = state.hasher.hash(password).await?;
     let to = input::email(&user.email)?;
-    let origin = state.settings.mail.default_origin.clone();
-    let notice = password_changed_notice(&state, origin, None, to).await?;
+    let target = input::notice_target(&state, &user, Some(&query))?;
+    let notice = password_changed_notice(&state, target.origin, target.language, to).await?;
     let keep = auth.sid.clone();
     state
         .store

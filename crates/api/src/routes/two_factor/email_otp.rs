@@ -2,20 +2,22 @@
 
 use actix_web::{web, HttpResponse};
 use authd_mail::MailKind;
-use authd_otp::{Check, CheckError, Issue, Purpose};
+use authd_otp::Purpose;
 use authd_ratelimit::Limit;
 use authd_store::{otps, two_factor};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::{
-    active_user, conflict, count_check, disable_method, enable_method, now_ms, status, tokens_for,
-    user_key, DurationBody, EmptyBody, Method, RecoveryCodesBody, SecondFactorTokens,
+    active_user, conflict, count_check, disable_method, enable_method, notice_target, now_ms,
+    status, tokens_for, user_key, DurationBody, EmptyBody, Method, RecoveryCodesBody,
+    SecondFactorTokens,
 };
 use crate::auth::{AccessAuth, AccessOrPartial, SudoAuth, SudoOrAccessWithout2fa};
+use crate::codes::{check, send_code, CodeMail};
 use crate::error::ErrorBody;
-use crate::input::{self, MailQuery, MailTarget};
-use crate::routes::password::{issue_error, otp_invalid};
+use crate::input::{self, MailQuery};
+use crate::routes::password::otp_invalid;
 use crate::{json_ok, ApiError, AppState, JsonBody};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -46,48 +48,6 @@ pub struct OtpBody {
 }
 
 const TOO_MANY: &str = "TOO_MANY_OTP_EMAILS";
-
-/// A code mail to send.
-struct CodeMail {
-    purpose: Purpose,
-    kind: MailKind,
-    to: authd_domain::Email,
-    target: MailTarget,
-    /// What the code confirms (the address being set up).
-    confirms: Option<String>,
-}
-
-/// Mails a code, paid for by the account's OTP-mail window; `before` runs once the window
-/// is taken (a failure gives the window back).
-async fn send_code(
-    state: &AppState,
-    user_id: i64,
-    mail: CodeMail,
-    before: impl std::future::Future<Output = Result<(), ApiError>>,
-) -> Result<(), ApiError> {
-    crate::throttle::with_permit(state, Limit::OtpMail, TOO_MANY, user_key(user_id), async {
-        before.await?;
-        let issued = state
-            .otp
-            .send(Issue {
-                user_id,
-                purpose: mail.purpose,
-                to: mail.to,
-                origin: mail.target.origin,
-                language: mail.target.language,
-                kind: mail.kind,
-                link: None,
-                target: mail.confirms,
-            })
-            .await;
-        match issued {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(issue_error(e)),
-            Err(e) => Err(ApiError::internal(e)),
-        }
-    })
-    .await
-}
 
 /// Mails a code to the address the caller wants to use for email OTP; enabling with that
 /// code makes it the second factor (an active method keeps its address until then).
@@ -129,7 +89,7 @@ pub async fn setup(
         target,
         confirms: Some(address),
     };
-    send_code(&state, user_id, mail, mark).await?;
+    send_code(&state, Limit::OtpMail, TOO_MANY, user_id, mail, mark).await?;
     Ok(json_ok(&()))
 }
 
@@ -178,28 +138,6 @@ pub async fn enable(
     }))
 }
 
-async fn check(
-    state: &AppState,
-    user_id: i64,
-    purpose: Purpose,
-    code: String,
-) -> Result<authd_otp::VerifiedOtp, ApiError> {
-    match state
-        .otp
-        .send(Check {
-            user_id,
-            purpose,
-            code,
-        })
-        .await
-    {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(CheckError::Invalid)) => Err(otp_invalid()),
-        Ok(Err(CheckError::Store(e))) => Err(e.into()),
-        Err(e) => Err(ApiError::internal(e)),
-    }
-}
-
 /// Mails a sign-in code to the email OTP address.
 #[utoipa::path(post, path = "/user/2fa/email-otp/challenge", tag = "two-factor: email OTP",
     params(MailQuery), request_body = EmptyBody, security(("access" = []), ("partial" = [])),
@@ -232,7 +170,10 @@ pub async fn challenge(
         target,
         confirms: None,
     };
-    send_code(&state, user.id, mail, async { Ok(()) }).await?;
+    send_code(&state, Limit::OtpMail, TOO_MANY, user.id, mail, async {
+        Ok(())
+    })
+    .await?;
     Ok(json_ok(&()))
 }
 
@@ -304,7 +245,7 @@ pub async fn next_email(
 /// Turns email OTP off. When it was the last method, two-factor authentication is off and
 /// the recovery codes are deleted.
 #[utoipa::path(delete, path = "/user/2fa/email-otp", tag = "two-factor: email OTP",
-    security(("sudo" = [])),
+    params(MailQuery), security(("sudo" = [])),
     responses(
         (status = 200, description = "Email OTP is off", body = Option<String>, example = json!(null)),
         (status = 401, description = "`NO_TOKEN_PROVIDED` or `INVALID_TOKEN`", body = ErrorBody),
@@ -313,10 +254,12 @@ pub async fn next_email(
 pub async fn deactivate(
     state: web::Data<AppState>,
     auth: SudoAuth,
+    query: web::Query<MailQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let user = active_user(&state, auth.user_id).await?;
+    let target = notice_target(&state, &user, &query)?;
     let user_id = user.id;
-    if !disable_method(&state, &user, Method::EmailOtp, move |c| {
+    if !disable_method(&state, &user, Method::EmailOtp, target, move |c| {
         two_factor::email_otp_disable(c, user_id)
     })
     .await?

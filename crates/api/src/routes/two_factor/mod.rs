@@ -189,9 +189,14 @@ pub(crate) fn count_check(method: &'static str, ok: bool) {
     .increment(1);
 }
 
-/// The origin and language notices go out in when the request names none.
-pub(crate) fn default_target(state: &AppState) -> (String, Option<String>) {
-    (state.settings.mail.default_origin.clone(), None)
+/// The origin and language of a notice about `user` (see [`crate::input::notice_target`]).
+pub(crate) fn notice_target(
+    state: &AppState,
+    user: &users::User,
+    query: &crate::input::MailQuery,
+) -> Result<(String, Option<String>), ApiError> {
+    let t = crate::input::notice_target(state, user, Some(query))?;
+    Ok((t.origin, t.language))
 }
 
 async fn change_notice(
@@ -270,12 +275,13 @@ pub(crate) async fn disable_method(
     state: &AppState,
     user: &users::User,
     method: Method,
+    target: (String, Option<String>),
     apply: impl FnOnce(&mut AnyConnection) -> Result<bool, StoreError> + Send + 'static,
 ) -> Result<bool, ApiError> {
     // Whether two-factor authentication stays on is known only inside the transaction, so
     // both wordings of the notice are ready.
-    let still_on = change_notice(state, user, method, false, true, default_target(state)).await?;
-    let now_off = change_notice(state, user, method, false, false, default_target(state)).await?;
+    let still_on = change_notice(state, user, method, false, true, target.clone()).await?;
+    let now_off = change_notice(state, user, method, false, false, target).await?;
     let user_id = user.id;
     let done = state
         .store

@@ -11,11 +11,12 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::{
-    active_user, conflict, count_check, default_target, now_ms, status, tokens_for, user_key,
+    active_user, conflict, count_check, notice_target, now_ms, status, tokens_for, user_key,
     DurationBody, EmptyBody, RecoveryCodesBody, SecondFactorTokens,
 };
 use crate::auth::{AccessAuth, AccessOrPartial, SudoAuth};
 use crate::error::ErrorBody;
+use crate::input::MailQuery;
 use crate::{json_ok, ApiError, AppState, JsonBody};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -102,7 +103,7 @@ pub async fn authenticate(
 
 /// Replaces the recovery codes with a new set; every older code stops working.
 #[utoipa::path(post, path = "/user/2fa/recovery-code/reset", tag = "two-factor: recovery codes",
-    request_body = EmptyBody, security(("sudo" = [])),
+    params(MailQuery), request_body = EmptyBody, security(("sudo" = [])),
     responses(
         (status = 200, description = "The new codes, shown this once", body = RecoveryCodesBody),
         (status = 400, description = "Invalid input (a sentence)", body = ErrorBody),
@@ -112,11 +113,12 @@ pub async fn authenticate(
 pub async fn reset(
     state: web::Data<AppState>,
     auth: SudoAuth,
+    query: web::Query<MailQuery>,
     _body: JsonBody<EmptyBody>,
 ) -> Result<HttpResponse, ApiError> {
     let user = active_user(&state, auth.user_id).await?;
     let user_id = user.id;
-    let (origin, language) = default_target(&state);
+    let (origin, language) = notice_target(&state, &user, &query)?;
     let to = crate::input::email(&user.email)?;
     let vars = serde_json::json!({ "changed_at": crate::notices::changed_at() });
     let notice = crate::notices::render(

@@ -9,12 +9,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{
-    active_user, conflict, count_check, default_target, disable_method, enable_method, tokens_for,
+    active_user, conflict, count_check, disable_method, enable_method, notice_target, tokens_for,
     user_key, DurationBody, EmptyBody, Method, RecoveryCodesBody, SecondFactorTokens,
 };
 use crate::auth::{AccessAuth, AccessOrPartial, SudoAuth, SudoOrAccessWithout2fa};
 use crate::error::ErrorBody;
-use crate::input;
+use crate::input::{self, MailQuery};
 use crate::{json_ok, ApiError, AppState, JsonBody};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -127,7 +127,7 @@ pub async fn setup(
 
 /// Turns TOTP on with a code of the pending secret.
 #[utoipa::path(post, path = "/user/2fa/totp/enable", tag = "two-factor: TOTP",
-    request_body = TotpBody, security(("access" = [])),
+    params(MailQuery), request_body = TotpBody, security(("access" = [])),
     responses(
         (status = 200, description = "TOTP is on. The first method on returns 10 new recovery codes; a further method returns `[]`", body = RecoveryCodesBody),
         (status = 400, description = "Invalid input (a sentence)", body = ErrorBody),
@@ -140,10 +140,12 @@ pub async fn setup(
 pub async fn enable(
     state: web::Data<AppState>,
     auth: AccessAuth,
+    query: web::Query<MailQuery>,
     body: JsonBody<TotpBody>,
 ) -> Result<HttpResponse, ApiError> {
     let code = input::otp("totp", &body.0.totp)?;
     let user = active_user(&state, auth.user_id).await?;
+    let target = notice_target(&state, &user, &query)?;
     let user_id = user.id;
     let row = state
         .store
@@ -158,7 +160,6 @@ pub async fn enable(
         let Some(step) = secret.accepts(&code, now_secs(), None) else {
             return Ok(false);
         };
-        let target = default_target(&state);
         codes = enable_method(&state, &user, Method::Totp, target, move |c, now| {
             two_factor::totp_enable(c, user_id, &pending, step, now)
         })
@@ -252,7 +253,7 @@ pub async fn next_guess(
 /// Turns TOTP off (a pending setup is dropped too). When it was the last method, two-factor
 /// authentication is off and the recovery codes are deleted.
 #[utoipa::path(delete, path = "/user/2fa/totp", tag = "two-factor: TOTP",
-    security(("sudo" = [])),
+    params(MailQuery), security(("sudo" = [])),
     responses(
         (status = 200, description = "TOTP is off", body = Option<String>, example = json!(null)),
         (status = 401, description = "`NO_TOKEN_PROVIDED` or `INVALID_TOKEN`", body = ErrorBody),
@@ -261,10 +262,12 @@ pub async fn next_guess(
 pub async fn deactivate(
     state: web::Data<AppState>,
     auth: SudoAuth,
+    query: web::Query<MailQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let user = active_user(&state, auth.user_id).await?;
+    let target = notice_target(&state, &user, &query)?;
     let user_id = user.id;
-    if !disable_method(&state, &user, Method::Totp, move |c| {
+    if !disable_method(&state, &user, Method::Totp, target, move |c| {
         two_factor::totp_disable(c, user_id)
     })
     .await?

@@ -1,0 +1,80 @@
+//! Emailed one-time codes seen from a handler: mailing one (paid for by a window limit) and
+//! checking one through the OtpIssuer.
+
+use authd_mail::MailKind;
+use authd_otp::{Check, CheckError, Issue, Purpose, VerifiedOtp};
+use authd_ratelimit::Limit;
+
+use crate::input::MailTarget;
+use crate::routes::password::{issue_error, otp_invalid};
+use crate::{ApiError, AppState};
+
+/// A code mail to send.
+#[derive(Debug)]
+pub struct CodeMail {
+    pub purpose: Purpose,
+    pub kind: MailKind,
+    pub to: authd_domain::Email,
+    pub target: MailTarget,
+    /// What the code confirms (an address being set up or moved to).
+    pub confirms: Option<String>,
+}
+
+/// Mails a code to a user, paid for by one unit of `limit` on the account (429 `too_many`
+/// when none is left). `before` runs once the unit is taken; any failure gives it back.
+pub async fn send_code(
+    state: &AppState,
+    limit: Limit,
+    too_many: &'static str,
+    user_id: i64,
+    mail: CodeMail,
+    before: impl std::future::Future<Output = Result<(), ApiError>>,
+) -> Result<(), ApiError> {
+    let key = crate::routes::two_factor::user_key(user_id);
+    crate::throttle::with_permit(state, limit, too_many, key, async {
+        before.await?;
+        let issued = state
+            .otp
+            .send(Issue {
+                user_id,
+                purpose: mail.purpose,
+                to: mail.to,
+                origin: mail.target.origin.clone(),
+                language: mail.target.language.clone(),
+                kind: mail.kind,
+                link: None,
+                target: mail.confirms,
+                remember: mail.target.explicit,
+            })
+            .await;
+        match issued {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(issue_error(e)),
+            Err(e) => Err(ApiError::internal(e)),
+        }
+    })
+    .await
+}
+
+/// Checks a code without using it up (401 `OTP_INVALID_EXPIRED`; a wrong guess counts).
+pub async fn check(
+    state: &AppState,
+    user_id: i64,
+    purpose: Purpose,
+    code: String,
+) -> Result<VerifiedOtp, ApiError> {
+    match state
+        .otp
+        .send(Check {
+            user_id,
+            purpose,
+            code,
+        })
+        .await
+    {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(CheckError::Invalid)) => Err(otp_invalid()),
+        Ok(Err(CheckError::Store(e))) => Err(e.into()),
+        Err(e) => Err(ApiError::internal(e)),
+    }
+}

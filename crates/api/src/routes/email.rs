@@ -1,0 +1,160 @@
+//! Email address transfer: a code mailed to the new address proves it is the user's; with it,
+//! the login address changes, the old address is told, and the other logins end.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use authd_mail::MailKind;
+use authd_otp::Purpose;
+use authd_ratelimit::Limit;
+use authd_store::{otps, refresh_tokens, users, Connection, StoreError};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::password::otp_invalid;
+use super::two_factor::active_user;
+use crate::auth::{AccessAuth, SudoOrAccessWithout2fa};
+use crate::codes::{check, send_code, CodeMail};
+use crate::error::ErrorBody;
+use crate::input::{self, MailQuery};
+use crate::{json_ok, ApiError, AppState, JsonBody};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(super::resource("/user/email/initiate", "POST").route(web::post().to(initiate)))
+        .service(super::resource("/user/email", "PUT").route(web::put().to(complete)));
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct InitiateTransferBody {
+    /// The new login address. Whether another account has it is not revealed here.
+    #[schema(max_length = 256, example = "ann.new@example.org")]
+    pub email: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CompleteTransferBody {
+    /// The 6-digit code mailed to the new address.
+    #[schema(pattern = "^[0-9]{6}$", example = "042917")]
+    pub otp: String,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Mails a code to the new address. The answer is the same whether or not another account
+/// has that address; completing the transfer tells.
+#[utoipa::path(post, path = "/user/email/initiate", tag = "email address",
+    params(MailQuery), request_body = InitiateTransferBody, security(("sudo" = []), ("access" = [])),
+    responses(
+        (status = 200, description = "A code was mailed to the new address", body = Option<String>, example = json!(null)),
+        (status = 400, description = "Invalid input (a sentence), or `UNKNOWN_ORIGIN`", body = ErrorBody),
+        (status = 401, description = "`NO_TOKEN_PROVIDED` or `INVALID_TOKEN` (an access token while two-factor authentication is on)", body = ErrorBody),
+        (status = 403, description = "`FORBIDDEN_MAIL_PROVIDER`", body = ErrorBody),
+        (status = 429, description = "`TOO_MANY_TRANSFER_ATTEMPTS`: one transfer mail per account per window", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the same call can succeed"))),
+        (status = 500, description = "`UNABLE_TO_FIND_MAIL_TEMPLATE`", body = ErrorBody),
+    ))]
+pub async fn initiate(
+    state: web::Data<AppState>,
+    auth: SudoOrAccessWithout2fa,
+    query: web::Query<MailQuery>,
+    body: JsonBody<InitiateTransferBody>,
+) -> Result<HttpResponse, ApiError> {
+    query.check()?;
+    let email = input::email(&body.0.email)?;
+    input::allowed_provider(&state, &email)?;
+    let target = query.resolve(&state)?;
+    let user = active_user(&state, auth.user_id).await?;
+    let user_id = user.id;
+    let mail = CodeMail {
+        purpose: Purpose::EmailTransfer,
+        kind: MailKind::EmailTransferVerify,
+        confirms: Some(email.as_str().to_owned()),
+        to: email,
+        target,
+    };
+    let too_many = "TOO_MANY_TRANSFER_ATTEMPTS";
+    send_code(
+        &state,
+        Limit::TransferMail,
+        too_many,
+        user_id,
+        mail,
+        async { Ok(()) },
+    )
+    .await?;
+    Ok(json_ok(&()))
+}
+
+/// Completes the transfer with the code: the login address changes, the old address gets a
+/// notice naming the new one (masked), and every other login of the user ends.
+#[utoipa::path(put, path = "/user/email", tag = "email address",
+    request_body = CompleteTransferBody, security(("access" = [])),
+    responses(
+        (status = 200, description = "The login address changed", body = Option<String>, example = json!(null)),
+        (status = 400, description = "Invalid input (a sentence)", body = ErrorBody),
+        (status = 401, description = "`OTP_INVALID_EXPIRED`, `NO_TOKEN_PROVIDED` or `INVALID_TOKEN`", body = ErrorBody),
+        (status = 409, description = "`NEW_EMAIL_ALREADY_IN_USE`: another account has the address (the code stays usable)", body = ErrorBody),
+    ))]
+pub async fn complete(
+    state: web::Data<AppState>,
+    auth: AccessAuth,
+    body: JsonBody<CompleteTransferBody>,
+) -> Result<HttpResponse, ApiError> {
+    let code = input::otp("otp", &body.0.otp)?;
+    let user = active_user(&state, auth.user_id).await?;
+    let verified = check(&state, user.id, Purpose::EmailTransfer, code).await?;
+    let new = input::email(verified.target.as_deref().unwrap_or_default())?;
+    let old = input::email(&user.email)?;
+    let vars = serde_json::json!({
+        "new_email_masked": new.masked(),
+        "changed_at": crate::notices::changed_at(),
+    });
+    // The brand and language the code was requested in.
+    let notice = crate::notices::render(
+        &state,
+        MailKind::EmailChanged,
+        verified.origin.clone(),
+        Some(verified.language.clone()),
+        old,
+        vars,
+    )
+    .await?;
+    let (user_id, keep) = (user.id, auth.claims.sid.clone());
+    let changed = state
+        .store
+        .run(move |c| {
+            c.transaction(|c| {
+                let now = now_ms();
+                if !otps::consume(
+                    c,
+                    verified.id,
+                    &verified.code_hash,
+                    verified.max_attempts,
+                    now,
+                )? {
+                    return Ok(false);
+                }
+                // The unique index decides: of two accounts racing for one address, one wins.
+                users::set_email(c, user_id, &new)?;
+                refresh_tokens::revoke_all_for_user(c, user_id, keep.as_deref(), now)?;
+                crate::notices::enqueue(c, notice.as_ref(), now)?;
+                Ok(true)
+            })
+        })
+        .await;
+    match changed {
+        Ok(true) => {}
+        Ok(false) => return Err(otp_invalid()),
+        Err(StoreError::Duplicate) => {
+            return Err(ApiError::code(
+                StatusCode::CONFLICT,
+                "NEW_EMAIL_ALREADY_IN_USE",
+            ))
+        }
+        Err(e) => return Err(e.into()),
+    }
+    state.mailer.do_send(authd_mail::Wake);
+    tracing::info!(user_id, "login address changed");
+    Ok(json_ok(&()))
+}
