@@ -183,7 +183,7 @@ impl FromRequest for SudoOrAccessWithout2fa {
             let user_id = c.user_id().ok_or_else(invalid_token)?;
             if state
                 .store
-                .run(move |conn| users::two_factor_enabled(conn, user_id))
+                .read(move |conn| users::two_factor_enabled(conn, user_id))
                 .await?
             {
                 return Err(invalid_token());

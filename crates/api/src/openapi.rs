@@ -52,7 +52,7 @@ use crate::routes;
         routes::ops::readyz,
     ),
     components(schemas(ErrorBody, routes::ops::Status)),
-    modifiers(&SecuritySchemes),
+    modifiers(&SecuritySchemes, &BodyRefusals),
     tags(
         (name = "authentication", description = "Login, refresh, access and signing keys"),
         (name = "password", description = "Change the password"),
@@ -90,6 +90,52 @@ impl utoipa::Modify for SecuritySchemes {
                 .description(Some(what))
                 .build();
             components.add_security_scheme(name, SecurityScheme::Http(scheme));
+        }
+    }
+}
+
+/// Every operation that reads a JSON body may answer 413 (over the body limit) and 415 (not
+/// `application/json`): documented here once, so no route can forget them.
+#[derive(Debug)]
+struct BodyRefusals;
+
+impl utoipa::Modify for BodyRefusals {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+        let refusal = |what: &str| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(what)
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("ErrorBody")))
+                            .build(),
+                    )
+                    .build(),
+            )
+        };
+        for item in openapi.paths.paths.values_mut() {
+            for op in [
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if op.request_body.is_none() {
+                    continue;
+                }
+                let responses = &mut op.responses.responses;
+                responses
+                    .entry("413".to_owned())
+                    .or_insert_with(|| refusal("`PAYLOAD_TOO_LARGE`: the body is over the limit"));
+                responses.entry("415".to_owned()).or_insert_with(|| {
+                    refusal("`UNSUPPORTED_MEDIA_TYPE`: the body is not `application/json`")
+                });
+            }
         }
     }
 }
