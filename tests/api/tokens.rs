@@ -21,7 +21,29 @@ both_dbs!(
     a_password_change_ends_the_other_logins_and_keeps_the_callers,
     a_password_reset_ends_every_login,
     a_disabled_account_cannot_log_in_or_refresh,
+    a_flood_of_parallel_wrong_passwords_gets_no_more_tries_than_a_sequence,
 );
+
+/// Attempts are counted when admitted: 24 wrong passwords sent at once get exactly the 3 free
+/// failures checked, every other one waits, for a known and for an unknown account alike.
+async fn a_flood_of_parallel_wrong_passwords_gets_no_more_tries_than_a_sequence(db: Db) {
+    let (app, _) = app_with_user(db, &[]).await;
+    for username in ["ann@example.org", "nobody@example.org"] {
+        let replies =
+            futures_util::future::join_all((0..24).map(|_| app.login(username, "Wrong1password")))
+                .await;
+        let checked = replies.iter().filter(|r| r.status == 401).count();
+        let waited = replies.iter().filter(|r| r.status == 429).count();
+        assert_eq!((checked, waited), (3, 21), "{username}");
+        for r in &replies {
+            if r.status == 401 {
+                r.assert_error(401, "PASSWORD_INCORRECT");
+            } else {
+                r.assert_error(429, "TOO_MANY_FAILED_PASSWORD_CHECKS");
+            }
+        }
+    }
+}
 
 async fn app_with_user(db: Db, overrides: &[(&str, &str)]) -> (TestApp, i64) {
     let app = TestApp::spawn_with(db, overrides).await;

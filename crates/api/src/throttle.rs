@@ -5,8 +5,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use authd_ratelimit::{
-    Acquire, Backoff, CheckBackoff, Failure, GiveBack, Limit, LimitError, NextAttempt, NextTake,
-    Success,
+    Acquire, Backoff, BeginAttempt, GiveBack, Limit, LimitError, NextAttempt, NextTake, Success,
 };
 
 use crate::{ApiError, AppState};
@@ -41,8 +40,9 @@ pub async fn with_permit<T>(
     result
 }
 
-/// Runs a guess under a backoff: 429 `code` while the key waits; afterwards the failure or
-/// success is recorded. Errors of `check` (not a wrong guess) record nothing.
+/// Runs a guess under a backoff: 429 `code` while the key waits. The guess counts as a failure
+/// from the moment it is admitted (so parallel guesses cannot outrun the backoff) until a
+/// success clears the streak. Errors of `check` (not a wrong guess) leave it counted.
 pub async fn guarded(
     state: &AppState,
     backoff: Backoff,
@@ -52,7 +52,7 @@ pub async fn guarded(
 ) -> Result<bool, ApiError> {
     match state
         .limiter
-        .send(CheckBackoff {
+        .send(BeginAttempt {
             backoff,
             key: key.to_owned(),
         })
@@ -64,15 +64,15 @@ pub async fn guarded(
         Err(e) => return Err(ApiError::internal(e)),
     }
     let ok = check.await?;
-    let key = key.to_owned();
-    let recorded = if ok {
-        state.limiter.send(Success { backoff, key }).await
-    } else {
-        state.limiter.send(Failure { backoff, key }).await
-    };
-    recorded
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::from)?;
+    if ok {
+        let key = key.to_owned();
+        state
+            .limiter
+            .send(Success { backoff, key })
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::from)?;
+    }
     Ok(ok)
 }
 

@@ -298,46 +298,71 @@ fn backoff_denied(backoff: Backoff, until_ms: i64, now: i64) -> LimitError {
     ))
 }
 
-/// Whether an attempt may be made now: `Err(Denied(wait))` while the key waits.
+/// Asks to make one guess under a backoff: `Err(Denied(wait))` while the key waits; otherwise
+/// the guess is admitted and already counted as a failure (send [`Success`] when it was
+/// right). Counting before checking is what keeps parallel guesses from all slipping in
+/// before the first failure is on record.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<(), LimitError>")]
-pub struct CheckBackoff {
+pub struct BeginAttempt {
     pub backoff: Backoff,
     pub key: String,
 }
 
-impl Handler<CheckBackoff> for RateLimiter {
+impl RateLimiter {
+    fn policy(&self, backoff: Backoff) -> BackoffPolicy {
+        self.backoffs
+            .get(&backoff)
+            .copied()
+            .unwrap_or(BackoffPolicy {
+                free_failures: 3,
+                initial: Duration::from_secs(2),
+                max: Duration::from_secs(900),
+            })
+    }
+}
+
+impl Handler<BeginAttempt> for RateLimiter {
     type Result = ResponseActFuture<Self, Result<(), LimitError>>;
 
-    fn handle(&mut self, msg: CheckBackoff, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: BeginAttempt, _: &mut Self::Context) -> Self::Result {
         let (backoff, now) = (msg.backoff, now_ms());
         let key_hash = self.key_hash(backoff.as_str(), &msg.key);
+        // Refused from memory while a wait this process knows of runs.
         if let Some(&until) = self.blocked.get(&(backoff, key_hash.clone())) {
             if until > now {
                 return Box::pin(fut::ready(Err(backoff_denied(backoff, until, now))));
             }
             self.blocked.remove(&(backoff, key_hash.clone()));
         }
+        let policy = self.policy(backoff);
         let store = self.store.clone();
         let seen = self.successes;
         Box::pin(
             async move {
                 let hash = key_hash.clone();
-                let until = store
-                    .read(move |c| backoffs::blocked_until(c, backoff.as_str(), &hash, now))
+                let outcome = store
+                    .run(move |c| {
+                        backoffs::attempt(c, backoff.as_str(), &hash, now, |f| policy.wait_ms(f))
+                    })
                     .await?;
-                Ok((key_hash, until))
+                Ok((key_hash, outcome))
             }
             .into_actor(self)
             .map(
-                move |res: Result<(String, Option<i64>), StoreError>, act, _| {
-                    let (key_hash, until) = res?;
-                    match until {
-                        Some(until) => {
-                            act.remember_blocked(backoff, key_hash, until, seen);
-                            Err(backoff_denied(backoff, until, now))
+                move |res: Result<(String, backoffs::Attempt), StoreError>, act, _| {
+                    let (key_hash, outcome) = res?;
+                    match outcome {
+                        backoffs::Attempt::Admitted {
+                            blocked_until_ms, ..
+                        } => {
+                            act.remember_blocked(backoff, key_hash, blocked_until_ms, seen);
+                            Ok(())
                         }
-                        None => Ok(()),
+                        backoffs::Attempt::Refused { blocked_until_ms } => {
+                            act.remember_blocked(backoff, key_hash, blocked_until_ms, seen);
+                            Err(backoff_denied(backoff, blocked_until_ms, now))
+                        }
                     }
                 },
             ),
@@ -404,53 +429,6 @@ impl Handler<NextTake> for RateLimiter {
                 .await?;
             Ok(wait_until(until, now))
         })
-    }
-}
-
-/// A failed attempt: counted, and from the configured number on, the key waits.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<(), StoreError>")]
-pub struct Failure {
-    pub backoff: Backoff,
-    pub key: String,
-}
-
-impl Handler<Failure> for RateLimiter {
-    type Result = ResponseActFuture<Self, Result<(), StoreError>>;
-
-    fn handle(&mut self, msg: Failure, _: &mut Self::Context) -> Self::Result {
-        let (backoff, now) = (msg.backoff, now_ms());
-        let key_hash = self.key_hash(backoff.as_str(), &msg.key);
-        let policy = self
-            .backoffs
-            .get(&backoff)
-            .copied()
-            .unwrap_or(BackoffPolicy {
-                free_failures: 3,
-                initial: Duration::from_secs(2),
-                max: Duration::from_secs(900),
-            });
-        let store = self.store.clone();
-        let seen = self.successes;
-        Box::pin(
-            async move {
-                let hash = key_hash.clone();
-                let (_, until) = store
-                    .run(move |c| {
-                        backoffs::record_failure(c, backoff.as_str(), &hash, now, |f| {
-                            policy.wait_ms(f)
-                        })
-                    })
-                    .await?;
-                Ok((key_hash, until))
-            }
-            .into_actor(self)
-            .map(move |res: Result<(String, i64), StoreError>, act, _| {
-                let (key_hash, until) = res?;
-                act.remember_blocked(backoff, key_hash, until, seen);
-                Ok(())
-            }),
-        )
     }
 }
 

@@ -26,59 +26,77 @@ pub fn blocked_until(
 }
 
 #[derive(QueryableByName)]
-struct UntilRow {
-    #[diesel(sql_type = BigInt)]
-    blocked_until_ms: i64,
-}
-
-#[derive(QueryableByName)]
 struct FailuresRow {
     #[diesel(sql_type = Integer)]
     failures: i32,
 }
 
-/// Counts a failure and sets the wait `wait_ms(failures)` computes (0 for none); a wait never
-/// shortens one already set. Returns the consecutive failures now recorded and until when
-/// attempts wait (ms since the epoch; in the past when they do not). The count is one upsert, so parallel failures, in this
-/// process or another, all count (a plain insert racing another would abort a PostgreSQL
-/// transaction).
-pub fn record_failure(
+/// The outcome of asking to make an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// The attempt may be made. It is already counted as the `failures`-th consecutive
+    /// failure (a success clears the count), and later attempts wait until `blocked_until_ms`
+    /// (in the past when they need not).
+    Admitted {
+        failures: i32,
+        blocked_until_ms: i64,
+    },
+    /// The key waits until this instant.
+    Refused { blocked_until_ms: i64 },
+}
+
+/// Admits one attempt for `key_hash`, counting it as a failure before it is checked, or
+/// refuses it while the key waits. One statement decides, under the row's lock, so parallel
+/// attempts cannot all slip in before the first failure is on record: with the wait set by
+/// the admitting statement, a flood of parallel guesses gets no more tries than a sequence.
+pub fn attempt(
     conn: &mut AnyConnection,
     limit: &str,
     key_hash: &str,
     now_ms: i64,
     wait_ms: impl Fn(i32) -> i64,
-) -> Result<(i32, i64), StoreError> {
+) -> Result<Attempt, StoreError> {
     conn.transaction(|conn| {
         let rows: Vec<FailuresRow> = sql(
             conn,
             "INSERT INTO backoffs (limit_name, key_hash, failures, blocked_until_ms) \
              VALUES ($1, $2, 1, 0) \
              ON CONFLICT (limit_name, key_hash) DO UPDATE SET failures = backoffs.failures + 1 \
+             WHERE backoffs.blocked_until_ms <= $3 \
              RETURNING failures",
         )
         .bind::<Text, _>(limit)
         .bind::<Text, _>(key_hash)
+        .bind::<BigInt, _>(now_ms)
         .load(conn)?;
-        let failures = rows.first().map_or(1, |r| r.failures);
+        let Some(failures) = rows.first().map(|r| r.failures) else {
+            let until: i64 = b::table
+                .filter(b::limit_name.eq(limit))
+                .filter(b::key_hash.eq(key_hash))
+                .select(b::blocked_until_ms)
+                .first(conn)?;
+            return Ok(Attempt::Refused {
+                blocked_until_ms: until,
+            });
+        };
         let wait = wait_ms(failures);
         if wait <= 0 {
-            return Ok((failures, 0));
+            return Ok(Attempt::Admitted {
+                failures,
+                blocked_until_ms: 0,
+            });
         }
-        let until: Vec<UntilRow> = sql(
-            conn,
-            "UPDATE backoffs SET blocked_until_ms = \
-               CASE WHEN blocked_until_ms > $3 THEN blocked_until_ms ELSE $3 END \
-             WHERE limit_name = $1 AND key_hash = $2 RETURNING blocked_until_ms",
+        diesel::update(
+            b::table
+                .filter(b::limit_name.eq(limit))
+                .filter(b::key_hash.eq(key_hash)),
         )
-        .bind::<Text, _>(limit)
-        .bind::<Text, _>(key_hash)
-        .bind::<BigInt, _>(now_ms + wait)
-        .load(conn)?;
-        Ok((
+        .set(b::blocked_until_ms.eq(now_ms + wait))
+        .execute(conn)?;
+        Ok(Attempt::Admitted {
             failures,
-            until.first().map_or(now_ms + wait, |r| r.blocked_until_ms),
-        ))
+            blocked_until_ms: now_ms + wait,
+        })
     })
 }
 
