@@ -22,15 +22,22 @@ fn authd(args: &[&str], templates: &str) -> (i32, String, String) {
 fn templates_check_passes_on_the_shipped_templates() {
     let (code, out, err) = authd(&["templates", "check"], &authd_tests::templates_dir());
     assert_eq!(code, 0, "{out}\n{err}");
-    for lang in ["en", "nl", "fr", "de"] {
-        assert!(
-            out.contains(&format!("ok       default password_reset {lang}")),
-            "{out}"
-        );
-        assert!(
-            out.contains(&format!("ok       default password_changed {lang}")),
-            "{out}"
-        );
+    for kind in [
+        "password_reset",
+        "password_changed",
+        "email_otp_setup",
+        "email_otp_challenge",
+        "two_factor_changed",
+        "recovery_codes_reset",
+        "email_transfer_verify",
+        "email_changed",
+    ] {
+        for lang in ["en", "nl", "fr", "de"] {
+            assert!(
+                out.contains(&format!("ok       default {kind} {lang}")),
+                "{kind} {lang}: {out}"
+            );
+        }
     }
     assert!(out.contains("ok       acme password_reset en"), "{out}");
 }

@@ -21,7 +21,44 @@ both_dbs!(
     two_factor_recovery_codes_are_matched_ignoring_case_spaces_and_dashes,
     two_factor_recovery_a_second_method_keeps_the_set_and_turning_off_the_last_deletes_it,
     two_factor_recovery_ten_parallel_uses_of_one_code_succeed_exactly_once,
+    two_factor_recovery_an_operator_turns_two_factor_off_for_an_owner_who_lost_everything,
 );
+
+/// `authd user reset-two-factor`, run as a separate process on the server's database: the
+/// account logs in with its password alone afterwards, and its old codes are gone.
+async fn two_factor_recovery_an_operator_turns_two_factor_off_for_an_owner_who_lost_everything(
+    db: Db,
+) {
+    let (app, _, access, codes) = ann_with_email_otp(db).await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_authd-under-test"))
+        .args(["user", "reset-two-factor", "--email", "ANN@example.org"])
+        .current_dir(app.db.dir())
+        .env_remove("AUTHD_ENV")
+        .env("AUTHD__DATABASE__URL", &app.db.url)
+        .env("AUTHD__LOG__LEVEL", "error")
+        .output()
+        .expect("authd runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("two-factor authentication is off for ann@example.org"),
+        "{stdout}"
+    );
+    // A plain refresh token: no second factor is asked for.
+    assert!(!app.login_ok(ANN, PASSWORD).await.is_empty());
+    let overview = app.two_factor_overview(&access).await.json();
+    assert_eq!(
+        overview,
+        json!({"enabled": false, "emailOtp": null, "totp": null, "recoveryCodes": null})
+    );
+    app.recovery_authenticate(&access, &codes[0])
+        .await
+        .assert_error(409, "RECOVERY_CODES_UNINITIALIZED");
+}
 
 /// An app where Ann has email OTP on; returns her access token and recovery codes.
 async fn ann_with_email_otp(db: Db) -> (TestApp, i64, String, Vec<String>) {

@@ -89,6 +89,13 @@ pub enum UserCommand {
     /// Replace an account's password. The password is read from stdin unless --password-file
     /// is given.
     SetPassword(EmailAndPassword),
+    /// Turn two-factor authentication off for an account that lost every second factor and its
+    /// recovery codes (after verifying the owner out of band): removes email OTP, TOTP and the
+    /// recovery codes. The account logs in with its password alone afterwards.
+    ResetTwoFactor {
+        #[arg(long)]
+        email: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -202,6 +209,21 @@ pub fn run_user(settings: &Settings, cmd: &UserCommand) -> anyhow::Result<String
             let hash = PasswordHash::create(&password, &argon2(settings)?)?;
             users::set_password(&mut conn, user.id, &hash)?;
             Ok(format!("password replaced for {}", email.as_str()))
+        }
+        UserCommand::ResetTwoFactor { email: raw } => {
+            let email = email(raw)?;
+            let user = users::find_by_email(&mut conn, &email)?
+                .ok_or_else(|| anyhow!("no user has the email {}", email.as_str()))?;
+            let removed = authd_store::two_factor::remove_all(&mut conn, user.id)?;
+            tracing::warn!(
+                user_id = user.id,
+                removed,
+                "two-factor authentication turned off by an operator"
+            );
+            Ok(format!(
+                "two-factor authentication is off for {} ({removed} rows removed)",
+                email.as_str()
+            ))
         }
     }
 }

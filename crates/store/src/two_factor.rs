@@ -295,3 +295,15 @@ pub fn recovery_use(
     .execute(conn)?;
     Ok(n == 1)
 }
+
+/// Removes every second factor of a user and the recovery codes, in one transaction (the
+/// operator's way out for an owner who lost them all). Returns the rows removed.
+pub fn remove_all(conn: &mut AnyConnection, user_id: i64) -> Result<usize, StoreError> {
+    conn.transaction(|conn| {
+        lock_user(conn, user_id)?;
+        let mut n = diesel::delete(eo::table.find(user_id)).execute(conn)?;
+        n += diesel::delete(ts::table.find(user_id)).execute(conn)?;
+        n += recovery_delete(conn, user_id)?;
+        Ok(n)
+    })
+}
