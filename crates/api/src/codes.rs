@@ -5,7 +5,7 @@ use authd_mail::MailKind;
 use authd_otp::{Check, CheckError, Issue, Purpose, VerifiedOtp};
 use authd_ratelimit::Limit;
 
-use crate::input::MailTarget;
+use crate::input::{self, MailQuery, MailTarget};
 use crate::routes::password::{issue_error, otp_invalid};
 use crate::{ApiError, AppState};
 
@@ -77,4 +77,39 @@ pub async fn check(
         Ok(Err(CheckError::Store(e))) => Err(e.into()),
         Err(e) => Err(ApiError::internal(e)),
     }
+}
+
+/// A code that confirms an address the user names (an email OTP address, a new login address).
+#[derive(Debug, Clone, Copy)]
+pub struct AddressCode {
+    pub limit: Limit,
+    pub too_many: &'static str,
+    pub purpose: Purpose,
+    pub kind: MailKind,
+}
+
+/// Mails a code to an address the user names, after the checks every such call makes: the
+/// query (400), the address (400), the provider (403 `FORBIDDEN_MAIL_PROVIDER`), the origin
+/// (400 `UNKNOWN_ORIGIN`). The code carries the address it confirms.
+pub async fn confirm_address(
+    state: &AppState,
+    user_id: i64,
+    query: &MailQuery,
+    raw_email: &str,
+    code: AddressCode,
+    before: impl std::future::Future<Output = Result<(), ApiError>>,
+) -> Result<(), ApiError> {
+    query.check()?;
+    let email = input::email(raw_email)?;
+    input::allowed_provider(state, &email)?;
+    let target = query.resolve(state)?;
+    crate::routes::two_factor::active_user(state, user_id).await?;
+    let mail = CodeMail {
+        purpose: code.purpose,
+        kind: code.kind,
+        confirms: Some(email.as_str().to_owned()),
+        to: email,
+        target,
+    };
+    send_code(state, code.limit, code.too_many, user_id, mail, before).await
 }

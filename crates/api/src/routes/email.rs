@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use super::password::otp_invalid;
 use super::two_factor::active_user;
 use crate::auth::{AccessAuth, SudoOrAccessWithout2fa};
-use crate::codes::{check, send_code, CodeMail};
+use crate::codes::{check, confirm_address, AddressCode};
 use crate::error::ErrorBody;
 use crate::input::{self, MailQuery};
 use crate::{json_ok, ApiError, AppState, JsonBody};
@@ -60,27 +60,20 @@ pub async fn initiate(
     query: web::Query<MailQuery>,
     body: JsonBody<InitiateTransferBody>,
 ) -> Result<HttpResponse, ApiError> {
-    query.check()?;
-    let email = input::email(&body.0.email)?;
-    input::allowed_provider(&state, &email)?;
-    let target = query.resolve(&state)?;
-    let user = active_user(&state, auth.user_id).await?;
-    let user_id = user.id;
-    let mail = CodeMail {
+    let code = AddressCode {
+        limit: Limit::TransferMail,
+        too_many: "TOO_MANY_TRANSFER_ATTEMPTS",
         purpose: Purpose::EmailTransfer,
         kind: MailKind::EmailTransferVerify,
-        confirms: Some(email.as_str().to_owned()),
-        to: email,
-        target,
     };
-    let too_many = "TOO_MANY_TRANSFER_ATTEMPTS";
-    send_code(
+    let nothing_before = async { Ok(()) };
+    confirm_address(
         &state,
-        Limit::TransferMail,
-        too_many,
-        user_id,
-        mail,
-        async { Ok(()) },
+        auth.user_id,
+        &query,
+        &body.0.email,
+        code,
+        nothing_before,
     )
     .await?;
     Ok(json_ok(&()))

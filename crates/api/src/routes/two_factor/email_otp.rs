@@ -9,12 +9,11 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::{
-    active_user, conflict, count_check, disable_method, enable_method, notice_target, now_ms,
-    status, tokens_for, user_key, DurationBody, EmptyBody, Method, RecoveryCodesBody,
-    SecondFactorTokens,
+    active_user, conflict, count_check, deactivate_method, enable_method, now_ms, status,
+    tokens_for, user_key, DurationBody, EmptyBody, Method, RecoveryCodesBody, SecondFactorTokens,
 };
 use crate::auth::{AccessAuth, AccessOrPartial, SudoAuth, SudoOrAccessWithout2fa};
-use crate::codes::{check, send_code, CodeMail};
+use crate::codes::{check, confirm_address, send_code, AddressCode, CodeMail};
 use crate::error::ErrorBody;
 use crate::input::{self, MailQuery};
 use crate::routes::password::otp_invalid;
@@ -68,12 +67,7 @@ pub async fn setup(
     query: web::Query<MailQuery>,
     body: JsonBody<EmailOtpSetupBody>,
 ) -> Result<HttpResponse, ApiError> {
-    query.check()?;
-    let email = input::email(&body.0.email)?;
-    input::allowed_provider(&state, &email)?;
-    let target = query.resolve(&state)?;
-    let user = active_user(&state, auth.user_id).await?;
-    let user_id = user.id;
+    let user_id = auth.user_id;
     let mark = async {
         state
             .store
@@ -81,15 +75,13 @@ pub async fn setup(
             .await
             .map_err(ApiError::from)
     };
-    let address = email.as_str().to_owned();
-    let mail = CodeMail {
+    let code = AddressCode {
+        limit: Limit::OtpMail,
+        too_many: TOO_MANY,
         purpose: Purpose::EmailOtpSetup,
         kind: MailKind::EmailOtpSetup,
-        to: email,
-        target,
-        confirms: Some(address),
     };
-    send_code(&state, Limit::OtpMail, TOO_MANY, user_id, mail, mark).await?;
+    confirm_address(&state, user_id, &query, &body.0.email, code, mark).await?;
     Ok(json_ok(&()))
 }
 
@@ -256,15 +248,5 @@ pub async fn deactivate(
     auth: SudoAuth,
     query: web::Query<MailQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let user = active_user(&state, auth.user_id).await?;
-    let target = notice_target(&state, &user, &query)?;
-    let user_id = user.id;
-    if !disable_method(&state, &user, Method::EmailOtp, target, move |c| {
-        two_factor::email_otp_disable(c, user_id)
-    })
-    .await?
-    {
-        return Err(conflict("EMAIL_OTP_ALREADY_INACTIVE"));
-    }
-    Ok(json_ok(&()))
+    deactivate_method(&state, &auth, &query, Method::EmailOtp).await
 }

@@ -309,6 +309,29 @@ pub(crate) async fn disable_method(
     Ok(done)
 }
 
+/// `DELETE` of a method (sudo): 409 `<METHOD>_ALREADY_INACTIVE` when it is not on.
+pub(crate) async fn deactivate_method(
+    state: &AppState,
+    auth: &crate::auth::SudoAuth,
+    query: &crate::input::MailQuery,
+    method: Method,
+) -> Result<HttpResponse, ApiError> {
+    let user = active_user(state, auth.user_id).await?;
+    let target = notice_target(state, &user, query)?;
+    let user_id = user.id;
+    let apply = move |c: &mut AnyConnection| match method {
+        Method::EmailOtp => two_factor::email_otp_disable(c, user_id),
+        Method::Totp => two_factor::totp_disable(c, user_id),
+    };
+    if !disable_method(state, &user, method, target, apply).await? {
+        return Err(conflict(match method {
+            Method::EmailOtp => "EMAIL_OTP_ALREADY_INACTIVE",
+            Method::Totp => "TOTP_ALREADY_INACTIVE",
+        }));
+    }
+    Ok(json_ok(&()))
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EmailOtpState {

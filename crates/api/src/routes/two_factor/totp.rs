@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{
-    active_user, conflict, count_check, disable_method, enable_method, notice_target, tokens_for,
-    user_key, DurationBody, EmptyBody, Method, RecoveryCodesBody, SecondFactorTokens,
+    active_user, conflict, count_check, deactivate_method, enable_method, notice_target,
+    tokens_for, user_key, DurationBody, EmptyBody, Method, RecoveryCodesBody, SecondFactorTokens,
 };
 use crate::auth::{AccessAuth, AccessOrPartial, SudoAuth, SudoOrAccessWithout2fa};
 use crate::error::ErrorBody;
@@ -264,15 +264,5 @@ pub async fn deactivate(
     auth: SudoAuth,
     query: web::Query<MailQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let user = active_user(&state, auth.user_id).await?;
-    let target = notice_target(&state, &user, &query)?;
-    let user_id = user.id;
-    if !disable_method(&state, &user, Method::Totp, target, move |c| {
-        two_factor::totp_disable(c, user_id)
-    })
-    .await?
-    {
-        return Err(conflict("TOTP_ALREADY_INACTIVE"));
-    }
-    Ok(json_ok(&()))
+    deactivate_method(&state, &auth, &query, Method::Totp).await
 }
