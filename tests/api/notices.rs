@@ -13,6 +13,7 @@ const KINDS: &[&str] = &[
     "email_otp_challenge",
     "two_factor_changed",
     "recovery_codes_reset",
+    "recovery_code_used",
     "email_transfer_verify",
     "email_changed",
 ];

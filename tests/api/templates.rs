@@ -29,6 +29,7 @@ fn templates_check_passes_on_the_shipped_templates() {
         "email_otp_challenge",
         "two_factor_changed",
         "recovery_codes_reset",
+        "recovery_code_used",
         "email_transfer_verify",
         "email_changed",
     ] {

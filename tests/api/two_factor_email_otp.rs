@@ -471,9 +471,9 @@ async fn two_factor_email_otp_parallel_enables_with_one_code_make_one_recovery_s
         ))
         .await;
     assert_eq!(stored, vec![Some("10".to_owned())], "one set of ten codes");
-    assert_sudo_only(&app.recovery_authenticate(&access, &codes[0]).await);
     // One notice for one change.
     app.wait_for_mail_to(ANN, 1).await;
     sleep_ms(300).await;
     assert_eq!(app.mails_to(ANN).len(), 1, "one notice");
+    assert_sudo_only(&app.recovery_authenticate(&access, &codes[0]).await);
 }

@@ -22,7 +22,46 @@ both_dbs!(
     two_factor_recovery_a_second_method_keeps_the_set_and_turning_off_the_last_deletes_it,
     two_factor_recovery_ten_parallel_uses_of_one_code_succeed_exactly_once,
     two_factor_recovery_an_operator_turns_two_factor_off_for_an_owner_who_lost_everything,
+    two_factor_recovery_each_use_tells_the_owner_how_many_codes_are_left,
 );
+
+/// A used recovery code means a lost device or a leaked set: the login address hears of every
+/// use, with the count left, in the language the user last asked for, and never sees a code.
+async fn two_factor_recovery_each_use_tells_the_owner_how_many_codes_are_left(db: Db) {
+    let (app, _, access, codes) = ann_with_email_otp(db).await;
+    // Turning email OTP on already mailed Ann one notice.
+    let before = app.wait_for_mail_to(ANN, 1).await;
+    assert!(!before.subject.is_empty());
+    assert_sudo_only(&app.recovery_authenticate(&access, &codes[0]).await);
+    let first = app.wait_for_mail_to(ANN, 2).await;
+    assert!(
+        first.text.contains("9 recovery codes left"),
+        "{}",
+        first.text
+    );
+    assert_notice_without_codes(&first, &codes);
+    // A wrong code mails nothing.
+    app.recovery_authenticate(&access, "AAAA-BBBB-CCCC-DDDD")
+        .await
+        .assert_error(401, "RECOVERY_CODE_INVALID");
+    // The request's language wins.
+    let res = app
+        .post_with(
+            "/user/2fa/recovery-code/authenticate?language=nl",
+            &access,
+            &json!({ "recoveryCode": codes[1] }),
+        )
+        .await;
+    assert_sudo_only(&res);
+    let second = app.wait_for_mail_to(ANN, 3).await;
+    assert!(
+        second.text.contains("nog 8 herstelcodes over"),
+        "{}",
+        second.text
+    );
+    sleep_ms(300).await;
+    assert_eq!(app.mails_to(ANN).len(), 3, "one notice per use");
+}
 
 /// `authd user reset-two-factor`, run as a separate process on the server's database: the
 /// account logs in with its password alone afterwards, and its old codes are gone.
@@ -322,11 +361,12 @@ async fn two_factor_recovery_a_second_method_keeps_the_set_and_turning_off_the_l
         .assert_error(409, "2FA_IS_DISABLED");
     app.login_ok(ANN, PASSWORD).await;
 
-    // Each change was announced to the login address: two on, two off.
-    let fourth = app.wait_for_mail_to(ANN, 4).await;
-    assert_notice_without_codes(&fourth, &codes);
+    // Each change was announced to the login address: two on, two off, and each of the four
+    // recovery codes used.
+    let eighth = app.wait_for_mail_to(ANN, 8).await;
+    assert_notice_without_codes(&eighth, &codes);
     sleep_ms(300).await;
-    assert_eq!(app.mails_to(ANN).len(), 4, "one notice per change");
+    assert_eq!(app.mails_to(ANN).len(), 8, "one notice per change");
 
     // On again: a new set, the old one is gone for good.
     let fresh = assert_ten_recovery_codes(&app.turn_on_email_otp(&access, ANN_OTP, 2).await);

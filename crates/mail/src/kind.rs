@@ -7,6 +7,7 @@ pub enum MailKind {
     EmailOtpChallenge,
     TwoFactorChanged,
     RecoveryCodesReset,
+    RecoveryCodeUsed,
     EmailTransferVerify,
     EmailChanged,
 }
@@ -19,6 +20,7 @@ impl MailKind {
         MailKind::EmailOtpChallenge,
         MailKind::TwoFactorChanged,
         MailKind::RecoveryCodesReset,
+        MailKind::RecoveryCodeUsed,
         MailKind::EmailTransferVerify,
         MailKind::EmailChanged,
     ];
@@ -31,6 +33,7 @@ impl MailKind {
             Self::EmailOtpChallenge => "email_otp_challenge",
             Self::TwoFactorChanged => "two_factor_changed",
             Self::RecoveryCodesReset => "recovery_codes_reset",
+            Self::RecoveryCodeUsed => "recovery_code_used",
             Self::EmailTransferVerify => "email_transfer_verify",
             Self::EmailChanged => "email_changed",
         }

@@ -277,6 +277,10 @@ pub fn sample_vars(kind: MailKind) -> serde_json::Value {
             "two_factor_on": true,
             "changed_at": "2026-11-26 22:40 UTC",
         }),
+        MailKind::RecoveryCodeUsed => serde_json::json!({
+            "remaining": 2,
+            "changed_at": "2026-11-26 22:40 UTC",
+        }),
         MailKind::EmailChanged => serde_json::json!({
             "new_email_masked": "b***@example.org",
             "changed_at": "2026-11-26 22:40 UTC",

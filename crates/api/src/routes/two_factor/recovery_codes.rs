@@ -41,9 +41,10 @@ pub struct RecoveryCodeBody {
 
 const TOO_MANY: &str = "TOO_MANY_RECOVERY_CODE_CHECKS";
 
-/// Passes the second factor with a recovery code, which is used up.
+/// Passes the second factor with a recovery code, which is used up; the login address gets a
+/// notice saying how many codes are left.
 #[utoipa::path(post, path = "/user/2fa/recovery-code/authenticate", tag = "two-factor: recovery codes",
-    request_body = RecoveryCodeBody, security(("access" = []), ("partial" = [])),
+    params(MailQuery), request_body = RecoveryCodeBody, security(("access" = []), ("partial" = [])),
     responses(
         (status = 200, description = "With a partial token: a new login (all three tokens). With an access token: `sudoToken` only", body = SecondFactorTokens),
         (status = 400, description = "Invalid input (a sentence)", body = ErrorBody),
@@ -55,6 +56,7 @@ const TOO_MANY: &str = "TOO_MANY_RECOVERY_CODE_CHECKS";
 pub async fn authenticate(
     state: web::Data<AppState>,
     auth: AccessOrPartial,
+    query: web::Query<MailQuery>,
     body: JsonBody<RecoveryCodeBody>,
 ) -> Result<HttpResponse, ApiError> {
     let typed = body.0.recovery_code;
@@ -65,13 +67,11 @@ pub async fn authenticate(
     }
     let user = active_user(&state, auth.user_id).await?;
     let user_id = user.id;
-    if status(&state, user_id)
-        .await?
-        .recovery_created_at_ms
-        .is_none()
-    {
+    let before = status(&state, user_id).await?;
+    if before.recovery_created_at_ms.is_none() {
         return Err(conflict("RECOVERY_CODES_UNINITIALIZED"));
     }
+    let (origin, language) = notice_target(&state, &user, &query)?;
     let ok = crate::throttle::guarded(
         &state,
         Backoff::RecoveryCode,
@@ -82,11 +82,33 @@ pub async fn authenticate(
                 return Ok(false);
             };
             let hash = recovery::hash(&state.two_factor.recovery, user_id, &code);
-            // One conditional update: a code is used once, however many requests race.
-            Ok(state
+            // The owner hears of every use: a used code means a lost device, or a leaked set.
+            let vars = serde_json::json!({
+                "remaining": (before.recovery_unused - 1).max(0),
+                "changed_at": crate::notices::changed_at(),
+            });
+            let to = crate::input::email(&user.email)?;
+            let kind = MailKind::RecoveryCodeUsed;
+            let notice = crate::notices::render(&state, kind, origin, language, to, vars).await?;
+            // One conditional update: a code is used once, however many requests race. Its
+            // notice commits with it.
+            let used = state
                 .store
-                .run(move |c| two_factor::recovery_use(c, user_id, &hash, now_ms()))
-                .await?)
+                .run(move |c| {
+                    c.transaction(|c| {
+                        let now = now_ms();
+                        let used = two_factor::recovery_use(c, user_id, &hash, now)?;
+                        if used {
+                            crate::notices::enqueue(c, notice.as_ref(), now)?;
+                        }
+                        Ok(used)
+                    })
+                })
+                .await?;
+            if used {
+                state.mailer.do_send(authd_mail::Wake);
+            }
+            Ok(used)
         },
     )
     .await?;
