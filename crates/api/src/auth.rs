@@ -11,7 +11,7 @@ use actix_web::{web, FromRequest, HttpRequest};
 use authd_domain::tokens::{refresh_token_hash, Claims, TokenKind};
 use authd_store::{refresh_tokens, users};
 
-use crate::{ApiError, AppState};
+use crate::{now_ms, ApiError, AppState};
 
 pub fn no_token() -> ApiError {
     ApiError::code(StatusCode::UNAUTHORIZED, "NO_TOKEN_PROVIDED")
@@ -40,10 +40,6 @@ fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
     req.app_data::<web::Data<AppState>>()
         .cloned()
         .ok_or_else(|| ApiError::internal("no application state"))
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 fn verify(state: &AppState, token: &str, kind: TokenKind) -> Result<Claims, ApiError> {
@@ -183,7 +179,7 @@ impl FromRequest for SudoOrAccessWithout2fa {
             let user_id = c.user_id().ok_or_else(invalid_token)?;
             if state
                 .store
-                .read(move |conn| users::two_factor_enabled(conn, user_id))
+                .read(move |conn| authd_store::two_factor::enabled(conn, user_id))
                 .await?
             {
                 return Err(invalid_token());

@@ -96,7 +96,8 @@ impl ApiError {
 
     /// A 429; the wait is rounded up to whole seconds by the caller's `Duration`.
     pub fn too_many(code: &'static str, retry_after: std::time::Duration) -> Self {
-        let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+        // The same rounding as the `next-*` calls, so the two always agree.
+        let secs = crate::throttle::whole_seconds(retry_after);
         Self {
             retry_after: Some(secs.max(1)),
             ..Self::code(StatusCode::TOO_MANY_REQUESTS, code)

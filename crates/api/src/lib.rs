@@ -42,6 +42,11 @@ pub struct AppState {
     pub two_factor: routes::two_factor::TwoFactorKeys,
 }
 
+/// Milliseconds since the epoch: the clock of every stored instant.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
 /// A 200 with a JSON body, typed `application/json; charset=utf-8` as the contract says.
 pub fn json_ok<T: Serialize>(body: &T) -> HttpResponse {
     match serde_json::to_vec(body) {

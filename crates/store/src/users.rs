@@ -145,8 +145,3 @@ pub fn set_email(
         .execute(conn)?;
     Ok(n == 1)
 }
-
-/// Whether any second factor is on for the user.
-pub fn two_factor_enabled(conn: &mut AnyConnection, user_id: i64) -> Result<bool, StoreError> {
-    crate::two_factor::enabled(conn, user_id)
-}

@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 
 use crate::auth::{invalid_token, AccessAuth, RawBearer, RefreshAuth};
 use crate::error::ErrorBody;
-use crate::{json_ok, ApiError, AppState, JsonBody};
+use crate::{json_ok, now_ms, ApiError, AppState, JsonBody};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(super::resource("/auth/login", "POST").route(web::post().to(login)))
@@ -47,10 +47,6 @@ pub struct LoginBody {
 #[serde(rename_all = "camelCase")]
 pub struct UserIdBody {
     pub user_id: i64,
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 fn text(token: String) -> HttpResponse {

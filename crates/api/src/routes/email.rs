@@ -16,7 +16,7 @@ use crate::auth::{AccessAuth, SudoOrAccessWithout2fa};
 use crate::codes::{check, confirm_address, AddressCode};
 use crate::error::ErrorBody;
 use crate::input::{self, MailQuery};
-use crate::{json_ok, ApiError, AppState, JsonBody};
+use crate::{json_ok, now_ms, ApiError, AppState, JsonBody};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(super::resource("/user/email/initiate", "POST").route(web::post().to(initiate)))
@@ -35,10 +35,6 @@ pub struct CompleteTransferBody {
     /// The 6-digit code mailed to the new address.
     #[schema(pattern = "^[0-9]{6}$", example = "042917")]
     pub otp: String,
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 /// Mails a code to the new address. The answer is the same whether or not another account

@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use crate::auth::SudoOrAccessWithout2fa;
 use crate::error::ErrorBody;
 use crate::input::{self, MailQuery, MailTarget};
-use crate::{json_ok, ApiError, AppState, JsonBody};
+use crate::{json_ok, now_ms, ApiError, AppState, JsonBody};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -64,10 +64,6 @@ pub struct ResetWithOtpBody {
     /// 8 to 256 characters with a lower-case letter, an upper-case letter and a digit.
     #[schema(min_length = 8, max_length = 256, example = "Correct1horse")]
     pub new_password: String,
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 pub(crate) fn otp_invalid() -> ApiError {

@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 
 use crate::auth::{invalid_token, AccessAuth, AccessOrPartial};
 use crate::error::ErrorBody;
-use crate::{json_ok, ApiError, AppState};
+use crate::{json_ok, now_ms, ApiError, AppState};
 
 pub mod email_otp;
 pub mod recovery_codes;
@@ -99,10 +99,6 @@ pub struct DurationBody {
     /// Whole seconds (rounded up) until the call may succeed; 0 means now.
     #[schema(minimum = 0, example = 0)]
     pub duration: u64,
-}
-
-pub(crate) fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 /// The throttle key of an account.
