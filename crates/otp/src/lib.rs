@@ -206,9 +206,9 @@ impl Handler<Issue> for OtpIssuer {
     }
 }
 
-/// Renders the same mail an `Issue` would, and stores nothing: the work done for an address
-/// that has no account, so that its answer (including a template failure) and its cost look
-/// the same as for a real one.
+/// Renders the same mail an `Issue` would and runs the same statements, undone, storing
+/// nothing: the work done for an address that has no account, so that its answer (including
+/// a template failure) and its cost look the same as for a real one.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<(), IssueError>")]
 pub struct Decoy {
@@ -230,9 +230,9 @@ impl Handler<Decoy> for OtpIssuer {
             .as_deref()
             .map(|p| fill_link(p, msg.to.as_str(), &code));
         let vars = mail_vars(&code, link.as_deref(), self.lifetime);
-        let mailer = self.mailer.clone();
+        let (mailer, store) = (self.mailer.clone(), self.store.clone());
         Box::pin(async move {
-            mailer
+            let prepared = mailer
                 .send(Render {
                     origin: msg.origin,
                     kind: msg.kind,
@@ -241,6 +241,11 @@ impl Handler<Decoy> for OtpIssuer {
                     vars,
                 })
                 .await??;
+            // The same statements as an issue, in a transaction of the same shape, undone:
+            // an unknown address costs what a known one does.
+            store
+                .run(move |c| otps::rehearse_issue(c, &prepared.as_new_mail(now_ms())))
+                .await?;
             Ok(())
         })
     }
@@ -266,11 +271,17 @@ pub enum CheckError {
     Store(#[from] StoreError),
 }
 
-/// Checks a code without using it up; a wrong guess is counted.
+/// Checks a code without using it up. The guess is admitted and counted against the code
+/// by one conditional statement before it is compared, so parallel guesses cannot all be
+/// compared against one row: at most `max_attempts` guesses per code are ever compared. A
+/// right guess gives its count back; a wrong one that reaches the maximum burns the code.
+///
+/// `user_id: None` (an address with no account) does the same database work against a row
+/// that cannot exist and answers `Invalid`.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<VerifiedOtp, CheckError>")]
 pub struct Check {
-    pub user_id: i64,
+    pub user_id: Option<i64>,
     pub purpose: Purpose,
     pub code: String,
 }
@@ -279,14 +290,15 @@ impl Handler<Check> for OtpIssuer {
     type Result = ResponseFuture<Result<VerifiedOtp, CheckError>>;
 
     fn handle(&mut self, msg: Check, _: &mut Self::Context) -> Self::Result {
-        let candidate = code_hash(&self.key, msg.user_id, msg.purpose, &msg.code);
+        // No account: hash against an id no row has (ids start at 1), same cost.
+        let user_id = msg.user_id.unwrap_or(-1);
+        let candidate = code_hash(&self.key, user_id, msg.purpose, &msg.code);
         let store = self.store.clone();
         let max = i32::try_from(self.max_attempts).unwrap_or(i32::MAX);
         let purpose = msg.purpose;
         Box::pin(async move {
-            let user_id = msg.user_id;
             let row = store
-                .read(move |c| otps::find_live(c, user_id, purpose.as_str(), max, now_ms()))
+                .run(move |c| otps::admit_guess(c, user_id, purpose.as_str(), max, now_ms()))
                 .await?;
             let outcome = |o: &'static str| {
                 metrics::counter!(names::OTP_CHECKS_TOTAL, "purpose" => purpose.as_str(), "outcome" => o).increment(1);
@@ -295,7 +307,9 @@ impl Handler<Check> for OtpIssuer {
                 outcome("absent");
                 return Err(CheckError::Invalid);
             };
+            let id = row.id;
             if bool::from(row.code_hash.as_bytes().ct_eq(candidate.as_bytes())) {
+                store.run(move |c| otps::give_back_attempt(c, id)).await?;
                 outcome("valid");
                 return Ok(VerifiedOtp {
                     id: row.id,
@@ -306,9 +320,9 @@ impl Handler<Check> for OtpIssuer {
                     max_attempts: max,
                 });
             }
-            let id = row.id;
-            let attempts = store.run(move |c| otps::record_failure(c, id, max)).await?;
-            outcome(if attempts >= max { "burnt" } else { "wrong" });
+            let burnt =
+                row.attempts >= max && store.run(move |c| otps::burn_if_spent(c, id, max)).await?;
+            outcome(if burnt { "burnt" } else { "wrong" });
             Err(CheckError::Invalid)
         })
     }

@@ -1,10 +1,13 @@
 //! Removal of rows that no longer mean anything: ended throttle windows, expired codes,
-//! delivered mails past their keeping time.
+//! delivered mails past their keeping time, guessing streaks a day after their last failure.
 
 use diesel::prelude::*;
 
 use crate::schema::rate_limits;
-use crate::{otps, outbox, refresh_tokens, AnyConnection, StoreError};
+use crate::{backoffs, otps, outbox, refresh_tokens, AnyConnection, StoreError};
+
+/// How long a guessing streak is remembered after its last failure.
+pub const BACKOFF_MEMORY_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// What one sweep removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -13,6 +16,7 @@ pub struct Swept {
     pub codes: usize,
     pub mails: usize,
     pub refresh_tokens: usize,
+    pub backoffs: usize,
 }
 
 /// One sweep. `longest_window_ms` is the longest configured throttle window: a row whose
@@ -30,10 +34,13 @@ pub fn sweep(
     let codes = otps::purge_expired(conn, now_ms)?;
     let mails = outbox::purge_sent(conn, now_ms - keep_sent_ms)?;
     let refresh_tokens = refresh_tokens::purge_expired(conn, now_ms)?;
+    // A guessing streak is forgotten a day after its last failure, once it refuses nothing.
+    let backoffs = backoffs::purge_stale(conn, now_ms - BACKOFF_MEMORY_MS, now_ms)?;
     Ok(Swept {
         windows,
         codes,
         mails,
         refresh_tokens,
+        backoffs,
     })
 }

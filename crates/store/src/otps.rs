@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use crate::schema::otps;
 use crate::{AnyConnection, StoreError};
 
-#[derive(Debug, Clone, Queryable, Selectable)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = otps)]
 pub struct OtpRow {
     pub id: i64,
@@ -58,44 +58,61 @@ pub fn replace(conn: &mut AnyConnection, new: &NewOtp<'_>) -> Result<(), StoreEr
     Ok(())
 }
 
-/// The live code of a user for a purpose: not expired and not burnt by wrong guesses.
-pub fn find_live(
+/// Admits one guess against the live code of a user for a purpose: one conditional
+/// statement counts the guess (`attempts + 1` where `attempts < max_attempts`) and returns the
+/// row, so of any number of parallel guesses at most `max_attempts` are ever compared. `None`
+/// when there is no live code (none, expired, or burnt). A right guess gives its count back
+/// with [`give_back_attempt`]; a wrong one that reaches the maximum burns the code with
+/// [`burn_if_spent`].
+pub fn admit_guess(
     conn: &mut AnyConnection,
     user_id: i64,
     purpose: &str,
     max_attempts: i32,
     now_ms: i64,
 ) -> Result<Option<OtpRow>, StoreError> {
-    Ok(otps::table
-        .filter(otps::user_id.eq(user_id))
-        .filter(otps::purpose.eq(purpose))
-        .filter(otps::expires_at_ms.gt(now_ms))
-        .filter(otps::attempts.lt(max_attempts))
-        .select(OtpRow::as_select())
-        .first(conn)
-        .optional()?)
+    use diesel::sql_types::{BigInt, Integer, Text};
+    let rows: Vec<OtpRow> = crate::backend::sql(
+        conn,
+        "UPDATE otps SET attempts = attempts + 1 \
+         WHERE user_id = $1 AND purpose = $2 AND expires_at_ms > $3 AND attempts < $4 \
+         RETURNING id, user_id, purpose, code_hash, attempts, expires_at_ms, created_at_ms, \
+         origin, language, target",
+    )
+    .bind::<BigInt, _>(user_id)
+    .bind::<Text, _>(purpose)
+    .bind::<BigInt, _>(now_ms)
+    .bind::<Integer, _>(max_attempts)
+    .load(conn)?;
+    Ok(rows.into_iter().next())
 }
 
-/// Counts a wrong guess against a code. Returns the attempts now recorded (0 when the code is
-/// gone). A code that reaches `max_attempts` is deleted: burnt.
-pub fn record_failure(
+/// A guess admitted by [`admit_guess`] was right: it does not count against the code.
+pub fn give_back_attempt(conn: &mut AnyConnection, id: i64) -> Result<(), StoreError> {
+    diesel::update(otps::table.find(id).filter(otps::attempts.gt(0)))
+        .set(otps::attempts.eq(otps::attempts - 1))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Deletes a code whose wrong guesses reached the maximum; true when it was burnt now.
+pub fn burn_if_spent(
     conn: &mut AnyConnection,
     id: i64,
     max_attempts: i32,
-) -> Result<i32, StoreError> {
-    conn.transaction(|conn| {
-        let n = diesel::update(otps::table.find(id).filter(otps::attempts.lt(max_attempts)))
-            .set(otps::attempts.eq(otps::attempts + 1))
-            .execute(conn)?;
-        if n == 0 {
-            return Ok(0);
-        }
-        let attempts: i32 = otps::table.find(id).select(otps::attempts).first(conn)?;
-        if attempts >= max_attempts {
-            diesel::delete(otps::table.find(id)).execute(conn)?;
-        }
-        Ok(attempts)
-    })
+) -> Result<bool, StoreError> {
+    Ok(
+        diesel::delete(otps::table.find(id).filter(otps::attempts.ge(max_attempts)))
+            .execute(conn)?
+            == 1,
+    )
+}
+
+/// Deletes every outstanding code of a user, of every purpose: call inside the transaction
+/// that changes the user's address or password, so a code mailed before the change (to an
+/// address that may no longer be the owner's) stops working.
+pub fn delete_all_for_user(conn: &mut AnyConnection, user_id: i64) -> Result<usize, StoreError> {
+    Ok(diesel::delete(otps::table.filter(otps::user_id.eq(user_id))).execute(conn)?)
 }
 
 /// Uses a code up: one conditional delete, so of many parallel uses exactly one returns true.
@@ -121,4 +138,25 @@ pub fn consume(
 /// Removes expired codes (housekeeping).
 pub fn purge_expired(conn: &mut AnyConnection, now_ms: i64) -> Result<usize, StoreError> {
     Ok(diesel::delete(otps::table.filter(otps::expires_at_ms.le(now_ms))).execute(conn)?)
+}
+
+/// What issuing a code costs, stored nowhere: the statements of [`replace`] and the outbox
+/// insert of its mail run in a savepoint that is rolled back, inside a transaction that
+/// commits. For addresses without an account, so their answer takes as long as a real one.
+pub fn rehearse_issue(
+    conn: &mut AnyConnection,
+    mail: &crate::outbox::NewMail<'_>,
+) -> Result<(), StoreError> {
+    use diesel::result::Error as DieselError;
+    conn.transaction(|c| {
+        let rehearsal = c.transaction::<(), DieselError, _>(|c| {
+            diesel::delete(otps::table.filter(otps::user_id.eq(-1))).execute(c)?;
+            crate::outbox::enqueue(c, mail).map_err(|_| DieselError::RollbackTransaction)?;
+            Err(DieselError::RollbackTransaction)
+        });
+        match rehearsal {
+            Ok(()) | Err(DieselError::RollbackTransaction) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    })
 }

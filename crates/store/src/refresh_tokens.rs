@@ -60,14 +60,15 @@ pub fn revoke(conn: &mut AnyConnection, token_hash: &str, now_ms: i64) -> Result
 }
 
 /// The family of a token that exists but is revoked: a rotated token presented again.
+/// The family (login) and user of a revoked token, when `token_hash` is one.
 pub fn revoked_family(
     conn: &mut AnyConnection,
     token_hash: &str,
-) -> Result<Option<String>, StoreError> {
+) -> Result<Option<(String, i64)>, StoreError> {
     Ok(rt::table
         .filter(rt::token_hash.eq(token_hash))
         .filter(rt::revoked_at_ms.is_not_null())
-        .select(rt::family_id)
+        .select((rt::family_id, rt::user_id))
         .first(conn)
         .optional()?)
 }

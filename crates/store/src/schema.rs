@@ -86,6 +86,7 @@ diesel::table! {
         key_hash -> Text,
         failures -> Integer,
         blocked_until_ms -> BigInt,
+        last_failure_ms -> BigInt,
     }
 }
 
