@@ -41,16 +41,70 @@ pub enum Backoff {
     Totp,
     /// Wrong recovery codes per account.
     RecoveryCode,
+    /// Wrong emailed codes (password reset, email OTP, email transfer) per account and
+    /// purpose, across codes: the callers put the purpose in the key.
+    EmailedCode,
 }
 
 impl Backoff {
-    pub const ALL: &'static [Backoff] = &[Backoff::Password, Backoff::Totp, Backoff::RecoveryCode];
+    pub const ALL: &'static [Backoff] = &[
+        Backoff::Password,
+        Backoff::Totp,
+        Backoff::RecoveryCode,
+        Backoff::EmailedCode,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Password => "password",
             Self::Totp => "totp",
             Self::RecoveryCode => "recovery_code",
+            Self::EmailedCode => "emailed_code",
+        }
+    }
+
+    /// The database name of the account-wide ceiling of this backoff.
+    fn account_str(self) -> &'static str {
+        match self {
+            Self::Password => "password:account",
+            Self::Totp => "totp:account",
+            Self::RecoveryCode => "recovery_code:account",
+            Self::EmailedCode => "emailed_code:account",
+        }
+    }
+
+    /// The metric label of a refusal by the account-wide ceiling.
+    fn ceiling_label(self) -> &'static str {
+        self.account_str()
+    }
+}
+
+/// The client network an attempt comes from: an IPv4 address, or the /64 of an IPv6 address
+/// (one subscriber usually holds a whole /64, so single IPv6 addresses would be free to
+/// rotate). IPv4-mapped IPv6 addresses count as IPv4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Network(std::net::IpAddr);
+
+impl Network {
+    pub fn of(ip: std::net::IpAddr) -> Self {
+        match ip {
+            std::net::IpAddr::V4(v4) => Self(v4.into()),
+            std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => Self(v4.into()),
+                None => {
+                    let bits = u128::from(v6) & (u128::MAX << 64);
+                    Self(std::net::Ipv6Addr::from(bits).into())
+                }
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            std::net::IpAddr::V4(v4) => write!(f, "{v4}"),
+            std::net::IpAddr::V6(v6) => write!(f, "{v6}/64"),
         }
     }
 }
@@ -109,8 +163,11 @@ pub struct RateLimiter {
     key: Vec<u8>,
     policies: HashMap<Limit, Policy>,
     backoffs: HashMap<Backoff, BackoffPolicy>,
-    /// (backoff, key hash) → refused until (ms since the epoch).
-    blocked: HashMap<(Backoff, String), i64>,
+    /// The account-wide ceiling shared by every backoff.
+    ceiling: BackoffPolicy,
+    /// (database limit name, key hash) → refused until (ms since the epoch); network and
+    /// account keys alike.
+    blocked: HashMap<(&'static str, String), i64>,
     /// Bumped by every success: a database answer obtained before a success must not put a
     /// block back into `blocked` after the success cleared it.
     successes: u64,
@@ -143,6 +200,7 @@ impl RateLimiter {
         key: &[u8],
         policies: HashMap<Limit, Policy>,
         backoffs: HashMap<Backoff, BackoffPolicy>,
+        ceiling: BackoffPolicy,
         ip: IpBudgets,
         denied_cap: usize,
     ) -> Self {
@@ -151,6 +209,7 @@ impl RateLimiter {
             key: key.to_vec(),
             policies,
             backoffs,
+            ceiling,
             ip,
             blocked: HashMap::new(),
             successes: 0,
@@ -172,11 +231,11 @@ impl RateLimiter {
     /// Caches a block read from or written to the database, unless a success happened since
     /// the database was asked (`seen` is `successes` at that time). Answers of parallel
     /// requests may finish in any order: the latest wait wins, as in the database.
-    fn remember_blocked(&mut self, backoff: Backoff, key_hash: String, until: i64, seen: u64) {
+    fn remember_blocked(&mut self, limit: &'static str, key_hash: String, until: i64, seen: u64) {
         if seen != self.successes || until <= now_ms() {
             return;
         }
-        let key = (backoff, key_hash);
+        let key = (limit, key_hash);
         if let Some(known) = self.blocked.get_mut(&key) {
             *known = (*known).max(until);
         } else if self.blocked.len() < self.denied_cap {
@@ -204,6 +263,8 @@ impl Actor for RateLimiter {
         }
         for backoff in Backoff::ALL {
             metrics::counter!(names::THROTTLE_HITS_TOTAL, "limit" => backoff.as_str()).absolute(0);
+            metrics::counter!(names::THROTTLE_HITS_TOTAL, "limit" => backoff.ceiling_label())
+                .absolute(0);
         }
         for group in IpGroup::ALL {
             metrics::counter!(names::THROTTLE_HITS_TOTAL, "limit" => group.as_str()).absolute(0);
@@ -291,22 +352,28 @@ impl Handler<GiveBack> for RateLimiter {
     }
 }
 
-fn backoff_denied(backoff: Backoff, until_ms: i64, now: i64) -> LimitError {
-    metrics::counter!(names::THROTTLE_HITS_TOTAL, "limit" => backoff.as_str()).increment(1);
+fn backoff_denied(label: &'static str, until_ms: i64, now: i64) -> LimitError {
+    metrics::counter!(names::THROTTLE_HITS_TOTAL, "limit" => label).increment(1);
     LimitError::Denied(Duration::from_millis(
         u64::try_from(until_ms - now).unwrap_or(0),
     ))
 }
 
-/// Asks to make one guess under a backoff: `Err(Denied(wait))` while the key waits; otherwise
-/// the guess is admitted and already counted as a failure (send [`Success`] when it was
-/// right). Counting before checking is what keeps parallel guesses from all slipping in
-/// before the first failure is on record.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<(), LimitError>")]
-pub struct BeginAttempt {
+/// Who is guessing: the account (or, for calls without one, the name guessed at) and the
+/// client's IP address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guesser {
     pub backoff: Backoff,
-    pub key: String,
+    /// The account key, e.g. a user id or a normalised address; callers put the purpose of an
+    /// emailed code in it.
+    pub account: String,
+    pub ip: std::net::IpAddr,
+}
+
+/// The hashed database keys of a guesser: (limit, hash) for its network and its account.
+struct GuessKeys {
+    network: (&'static str, String),
+    account: (&'static str, String),
 }
 
 impl RateLimiter {
@@ -320,48 +387,146 @@ impl RateLimiter {
                 max: Duration::from_secs(900),
             })
     }
+
+    fn guess_keys(&self, g: &Guesser) -> GuessKeys {
+        let network = Network::of(g.ip);
+        let net_name = g.backoff.as_str();
+        let acct_name = g.backoff.account_str();
+        GuessKeys {
+            network: (
+                net_name,
+                self.key_hash(net_name, &format!("{}\0{network}", g.account)),
+            ),
+            account: (acct_name, self.key_hash(acct_name, &g.account)),
+        }
+    }
+
+    /// The wait this process already knows of for a key, dropping ended ones.
+    fn known_block(&mut self, key: &(&'static str, String), now: i64) -> Option<i64> {
+        match self.blocked.get(key) {
+            Some(&until) if until > now => Some(until),
+            Some(_) => {
+                self.blocked.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+}
+
+/// Asks to make one guess under a backoff: `Err(Denied(wait))` while the guesser's network
+/// or the whole account waits; otherwise the guess is admitted and already counted as a
+/// failure under both (send [`Success`] when it was right). Counting before checking is what
+/// keeps parallel guesses from all slipping in before the first failure is on record.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Admitted, LimitError>")]
+pub struct BeginAttempt(pub Guesser);
+
+/// An admitted attempt, and whether counting it started a wait (worth a security log line:
+/// a lockout of the guesser's network, or of the whole account).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admitted {
+    pub network_waits: bool,
+    pub account_waits: bool,
 }
 
 impl Handler<BeginAttempt> for RateLimiter {
-    type Result = ResponseActFuture<Self, Result<(), LimitError>>;
+    type Result = ResponseActFuture<Self, Result<Admitted, LimitError>>;
 
     fn handle(&mut self, msg: BeginAttempt, _: &mut Self::Context) -> Self::Result {
-        let (backoff, now) = (msg.backoff, now_ms());
-        let key_hash = self.key_hash(backoff.as_str(), &msg.key);
+        let (backoff, now) = (msg.0.backoff, now_ms());
+        let keys = self.guess_keys(&msg.0);
         // Refused from memory while a wait this process knows of runs.
-        if let Some(&until) = self.blocked.get(&(backoff, key_hash.clone())) {
-            if until > now {
-                return Box::pin(fut::ready(Err(backoff_denied(backoff, until, now))));
+        // The longer wait is the one reported: the attempt cannot succeed before it ends.
+        let account = self.known_block(&keys.account, now);
+        let network = self.known_block(&keys.network, now);
+        match (account, network) {
+            (Some(a), n) if n.is_none_or(|n| a >= n) => {
+                return Box::pin(fut::ready(Err(backoff_denied(
+                    backoff.ceiling_label(),
+                    a,
+                    now,
+                ))));
             }
-            self.blocked.remove(&(backoff, key_hash.clone()));
+            (_, Some(n)) => {
+                return Box::pin(fut::ready(Err(backoff_denied(backoff.as_str(), n, now))));
+            }
+            _ => {}
         }
-        let policy = self.policy(backoff);
+        let (policy, ceiling) = (self.policy(backoff), self.ceiling);
         let store = self.store.clone();
         let seen = self.successes;
         Box::pin(
             async move {
-                let hash = key_hash.clone();
+                let (net, acct) = (keys.network.clone(), keys.account.clone());
                 let outcome = store
                     .run(move |c| {
-                        backoffs::attempt(c, backoff.as_str(), &hash, now, |f| policy.wait_ms(f))
+                        backoffs::attempt(
+                            c,
+                            backoffs::Key {
+                                limit: net.0,
+                                hash: &net.1,
+                            },
+                            backoffs::Key {
+                                limit: acct.0,
+                                hash: &acct.1,
+                            },
+                            now,
+                            |f| policy.wait_ms(f),
+                            |f| ceiling.wait_ms(f),
+                        )
                     })
                     .await?;
-                Ok((key_hash, outcome))
+                Ok((keys, outcome))
             }
             .into_actor(self)
             .map(
-                move |res: Result<(String, backoffs::Attempt), StoreError>, act, _| {
-                    let (key_hash, outcome) = res?;
+                move |res: Result<(GuessKeys, backoffs::Attempt), StoreError>, act, _| {
+                    let (keys, outcome) = res?;
                     match outcome {
                         backoffs::Attempt::Admitted {
-                            blocked_until_ms, ..
+                            network_until_ms,
+                            account_until_ms,
+                            ..
                         } => {
-                            act.remember_blocked(backoff, key_hash, blocked_until_ms, seen);
-                            Ok(())
+                            act.remember_blocked(
+                                keys.network.0,
+                                keys.network.1,
+                                network_until_ms,
+                                seen,
+                            );
+                            act.remember_blocked(
+                                keys.account.0,
+                                keys.account.1,
+                                account_until_ms,
+                                seen,
+                            );
+                            Ok(Admitted {
+                                network_waits: network_until_ms > now,
+                                account_waits: account_until_ms > now,
+                            })
                         }
-                        backoffs::Attempt::Refused { blocked_until_ms } => {
-                            act.remember_blocked(backoff, key_hash, blocked_until_ms, seen);
-                            Err(backoff_denied(backoff, blocked_until_ms, now))
+                        backoffs::Attempt::NetworkRefused { blocked_until_ms } => {
+                            act.remember_blocked(
+                                keys.network.0,
+                                keys.network.1,
+                                blocked_until_ms,
+                                seen,
+                            );
+                            Err(backoff_denied(backoff.as_str(), blocked_until_ms, now))
+                        }
+                        backoffs::Attempt::AccountRefused { blocked_until_ms } => {
+                            act.remember_blocked(
+                                keys.account.0,
+                                keys.account.1,
+                                blocked_until_ms,
+                                seen,
+                            );
+                            Err(backoff_denied(
+                                backoff.ceiling_label(),
+                                blocked_until_ms,
+                                now,
+                            ))
                         }
                     }
                 },
@@ -370,25 +535,38 @@ impl Handler<BeginAttempt> for RateLimiter {
     }
 }
 
-/// How long until an attempt may be made (zero: now), for the `next-guess` calls. Reads the
-/// database, the authority, so every replica reports the wait a 429 would.
+/// How long until a guesser may make an attempt (zero: now), for the `next-guess` calls: the
+/// longer of its network's and its account's waits. Reads the database, the authority, so
+/// every replica reports the wait a 429 would.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<Duration, StoreError>")]
-pub struct NextAttempt {
-    pub backoff: Backoff,
-    pub key: String,
-}
+pub struct NextAttempt(pub Guesser);
 
 impl Handler<NextAttempt> for RateLimiter {
     type Result = ResponseFuture<Result<Duration, StoreError>>;
 
     fn handle(&mut self, msg: NextAttempt, _: &mut Self::Context) -> Self::Result {
-        let (backoff, now) = (msg.backoff, now_ms());
-        let key_hash = self.key_hash(backoff.as_str(), &msg.key);
+        let now = now_ms();
+        let keys = self.guess_keys(&msg.0);
         let store = self.store.clone();
         Box::pin(async move {
             let until = store
-                .read(move |c| backoffs::blocked_until(c, backoff.as_str(), &key_hash, now))
+                .read(move |c| {
+                    backoffs::blocked_until(
+                        c,
+                        &[
+                            backoffs::Key {
+                                limit: keys.network.0,
+                                hash: &keys.network.1,
+                            },
+                            backoffs::Key {
+                                limit: keys.account.0,
+                                hash: &keys.account.1,
+                            },
+                        ],
+                        now,
+                    )
+                })
                 .await?;
             Ok(wait_until(until, now))
         })
@@ -432,28 +610,40 @@ impl Handler<NextTake> for RateLimiter {
     }
 }
 
-/// A successful attempt ends the streak.
+/// A successful attempt ends the streak of the guesser's network and of the account (a right
+/// answer proves the owner); other networks' waits stay.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<(), StoreError>")]
-pub struct Success {
-    pub backoff: Backoff,
-    pub key: String,
-}
+pub struct Success(pub Guesser);
 
 impl Handler<Success> for RateLimiter {
     type Result = ResponseActFuture<Self, Result<(), StoreError>>;
 
     fn handle(&mut self, msg: Success, _: &mut Self::Context) -> Self::Result {
-        let backoff = msg.backoff;
-        let key_hash = self.key_hash(backoff.as_str(), &msg.key);
-        self.blocked.remove(&(backoff, key_hash.clone()));
+        let keys = self.guess_keys(&msg.0);
+        self.blocked.remove(&keys.network);
+        self.blocked.remove(&keys.account);
         // Before and after the clear commits: a read that overlapped it is not cached.
         self.successes += 1;
         let store = self.store.clone();
         Box::pin(
             async move {
                 store
-                    .run(move |c| backoffs::clear(c, backoff.as_str(), &key_hash))
+                    .run(move |c| {
+                        backoffs::clear(
+                            c,
+                            &[
+                                backoffs::Key {
+                                    limit: keys.network.0,
+                                    hash: &keys.network.1,
+                                },
+                                backoffs::Key {
+                                    limit: keys.account.0,
+                                    hash: &keys.account.1,
+                                },
+                            ],
+                        )
+                    })
                     .await
             }
             .into_actor(self)
@@ -479,6 +669,66 @@ mod tests {
         let waits: Vec<i64> = (1..=13).map(|f| p.wait_ms(f) / 1000).collect();
         assert_eq!(waits, [0, 0, 2, 4, 8, 16, 32, 64, 128, 256, 512, 900, 900]);
         assert_eq!(p.wait_ms(1_000) / 1000, 900);
+    }
+
+    /// Wrong guesses one account admits within `horizon` when an attacker guesses from
+    /// `networks` networks, each as soon as it may (the schedule the store enforces: a
+    /// network key and the account key, each counted per admitted guess).
+    fn admitted_within(
+        network: BackoffPolicy,
+        ceiling: BackoffPolicy,
+        networks: usize,
+        horizon_ms: i64,
+    ) -> u32 {
+        let mut net = vec![(0i32, 0i64); networks];
+        let (mut acct_failures, mut acct_until, mut admitted, mut t) = (0i32, 0i64, 0u32, 0i64);
+        while t < horizon_ms {
+            let mut progressed = false;
+            for n in &mut net {
+                if n.1 <= t && acct_until <= t {
+                    n.0 += 1;
+                    acct_failures += 1;
+                    admitted += 1;
+                    n.1 = t + network.wait_ms(n.0);
+                    acct_until = t + ceiling.wait_ms(acct_failures);
+                    progressed = true;
+                }
+            }
+            if !progressed {
+                let next_net = net.iter().map(|n| n.1).min().unwrap_or(i64::MAX);
+                t = next_net.max(acct_until).max(t + 1);
+            }
+        }
+        admitted
+    }
+
+    #[test]
+    fn an_account_admits_a_bounded_number_of_wrong_guesses_from_one_and_from_many_networks() {
+        let network = BackoffPolicy {
+            free_failures: 3,
+            initial: Duration::from_secs(2),
+            max: Duration::from_secs(900),
+        };
+        let ceiling = BackoffPolicy {
+            free_failures: 100,
+            initial: Duration::from_secs(900),
+            max: Duration::from_secs(86_400),
+        };
+        let (ten_min, day) = (600_000, 86_400_000);
+        assert_eq!(admitted_within(network, ceiling, 1, ten_min), 11);
+        assert_eq!(admitted_within(network, ceiling, 1, day), 102);
+        assert_eq!(admitted_within(network, ceiling, 1_000, ten_min), 100);
+        assert_eq!(admitted_within(network, ceiling, 1_000, day), 106);
+    }
+
+    #[test]
+    fn a_network_is_an_ipv4_address_or_an_ipv6_slash_64() {
+        let of = |s: &str| Network::of(s.parse().unwrap());
+        assert_eq!(of("2001:db8:1:2:aaaa::1"), of("2001:db8:1:2:ffff::9"));
+        assert_ne!(of("2001:db8:1:2::1"), of("2001:db8:1:3::1"));
+        assert_ne!(of("192.0.2.1"), of("192.0.2.2"));
+        assert_eq!(of("::ffff:192.0.2.1"), of("192.0.2.1"));
+        assert_eq!(of("2001:db8:1:2:aaaa::1").to_string(), "2001:db8:1:2::/64");
     }
 }
 
@@ -537,7 +787,7 @@ impl Bucket {
 #[derive(Debug, Default)]
 pub struct IpBudgets {
     policies: HashMap<IpGroup, BucketPolicy>,
-    buckets: HashMap<(IpGroup, std::net::IpAddr), Bucket>,
+    buckets: HashMap<(IpGroup, Network), Bucket>,
     replicas: u32,
     cap: usize,
 }
@@ -566,21 +816,45 @@ impl IpBudgets {
             capacity: (p.capacity / n).max(1.0),
             per_second: p.per_second / n,
         };
-        if self.buckets.len() >= self.cap && !self.buckets.contains_key(&(group, ip)) {
-            // Full buckets hold no information: drop them first.
-            self.buckets.retain(|(g, _), b| {
-                let pol = self.policies.get(g).copied().unwrap_or(share);
-                b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * pol.per_second / n
-                    < pol.capacity / n
-            });
+        let key = (group, Network::of(ip));
+        if self.buckets.len() >= self.cap && !self.buckets.contains_key(&key) {
+            self.make_room(n, now);
         }
         self.buckets
-            .entry((group, ip))
+            .entry(key)
             .or_insert(Bucket {
                 tokens: share.capacity,
                 at: now,
             })
             .take(share, now)
+    }
+}
+
+impl IpBudgets {
+    /// Frees at least a quarter of the capacity, so the next quarter of new clients costs
+    /// nothing (the sweep is amortised O(1) per new client, not O(n) per request). Full
+    /// buckets hold no information and go first; if the table is still full (a spray of live
+    /// clients), arbitrary buckets go, which at worst gives those clients a fresh budget.
+    fn make_room(&mut self, replicas: f64, now: std::time::Instant) {
+        let policies = &self.policies;
+        self.buckets.retain(|(g, _), b| {
+            let Some(pol) = policies.get(g) else {
+                return false;
+            };
+            b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * pol.per_second / replicas
+                < pol.capacity / replicas
+        });
+        let target = self.cap - self.cap / 4;
+        if self.buckets.len() > target {
+            let mut excess = self.buckets.len() - target;
+            self.buckets.retain(|_, _| {
+                if excess == 0 {
+                    return true;
+                }
+                excess -= 1;
+                false
+            });
+        }
     }
 }
 
@@ -659,5 +933,38 @@ mod ip_tests {
             two.take(IpGroup::Login, ip, t0).is_err(),
             "half of the capacity per replica"
         );
+    }
+
+    #[test]
+    fn ipv6_clients_share_the_budget_of_their_slash_64() {
+        let p = BucketPolicy {
+            capacity: 2.0,
+            per_second: 0.0,
+        };
+        let mut b = IpBudgets::new(HashMap::from([(IpGroup::Login, p)]), 100);
+        let t0 = Instant::now();
+        for i in 0..2 {
+            let ip: IpAddr = format!("2001:db8:0:1::{i}").parse().unwrap();
+            assert!(b.take(IpGroup::Login, ip, t0).is_ok());
+        }
+        let other: IpAddr = "2001:db8:0:1:ffff::7".parse().unwrap();
+        assert!(b.take(IpGroup::Login, other, t0).is_err(), "same /64");
+        let next: IpAddr = "2001:db8:0:2::1".parse().unwrap();
+        assert!(b.take(IpGroup::Login, next, t0).is_ok(), "another /64");
+    }
+
+    #[test]
+    fn a_spray_of_clients_never_holds_more_buckets_than_the_cap() {
+        let p = BucketPolicy {
+            capacity: 5.0,
+            per_second: 0.001,
+        };
+        let mut b = IpBudgets::new(HashMap::from([(IpGroup::Reset, p)]), 1000);
+        let t0 = Instant::now();
+        for i in 0..20_000u32 {
+            let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            assert!(b.take(IpGroup::Reset, ip, t0).is_ok());
+            assert!(b.buckets.len() <= 1000);
+        }
     }
 }
