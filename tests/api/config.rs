@@ -5,7 +5,7 @@ use std::process::Command;
 fn authd(dir: &std::path::Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_authd-under-test"));
     cmd.current_dir(dir)
-        .env_remove("AUTHD_ENV")
+        .env("AUTHD_ENV", "development")
         .env("AUTHD__LOG__LEVEL", "warn");
     cmd
 }
@@ -64,4 +64,35 @@ fn a_missing_config_file_is_named() {
     let (code, _, err) = run(authd(dir.path()).args(["--config", "nope.toml", "config", "check"]));
     assert_eq!(code, 1);
     assert!(err.contains("nope.toml"), "{err}");
+}
+
+/// Finding: `AUTHD_ENV=prod` (or `Production`, `staging`, nothing) used to start in
+/// development mode, with generated keys and file mail. Only the documented names start.
+#[test]
+fn an_undocumented_or_missing_authd_env_refuses_to_start_and_names_the_valid_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    for value in [
+        Some("prod"),
+        Some("Production"),
+        Some("staging"),
+        Some(""),
+        None,
+    ] {
+        let mut cmd = authd(dir.path());
+        cmd.args(["config", "check"]);
+        match value {
+            Some(v) => cmd.env("AUTHD_ENV", v),
+            None => cmd.env_remove("AUTHD_ENV"),
+        };
+        let (code, out, err) = run(&mut cmd);
+        assert_eq!(code, 1, "{value:?} must be refused: {out}{err}");
+        assert!(
+            err.contains("development") && err.contains("production"),
+            "{value:?}: the valid names are listed: {err}"
+        );
+        assert!(!out.contains("configuration OK"), "{value:?}: {out}");
+    }
+    let (code, out, err) = run(authd(dir.path()).args(["config", "check"]));
+    assert_eq!(code, 0, "development starts: {err}");
+    assert!(out.contains("environment: development"), "{out}");
 }

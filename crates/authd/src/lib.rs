@@ -327,7 +327,17 @@ fn start_actors(settings: &Settings, store: &Store, keys: &keys::Keys) -> anyhow
             authd_ratelimit::Backoff::RecoveryCode,
             backoff(settings.limits.recovery_code_backoff),
         ),
+        (
+            authd_ratelimit::Backoff::EmailedCode,
+            backoff(settings.limits.emailed_code_backoff),
+        ),
     ]);
+    let c = settings.limits.account_ceiling;
+    let ceiling = authd_ratelimit::BackoffPolicy {
+        free_failures: c.max_failures,
+        initial: Duration::from_secs(c.initial_wait_secs),
+        max: Duration::from_secs(c.max_wait_secs),
+    };
     let bucket = |b: authd_settings::IpBudget| authd_ratelimit::BucketPolicy {
         capacity: f64::from(b.capacity),
         per_second: f64::from(b.refill_per_minute) / 60.0,
@@ -350,6 +360,7 @@ fn start_actors(settings: &Settings, store: &Store, keys: &keys::Keys) -> anyhow
         &keys.otp,
         policies,
         backoffs,
+        ceiling,
         ip,
         settings.limits.denied_cache_size,
     )

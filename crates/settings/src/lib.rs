@@ -10,7 +10,9 @@ use serde::Deserialize;
 /// The documented defaults, compiled in so the binary runs from any directory.
 pub const DEFAULT_TOML: &str = include_str!("../../../config/default.toml");
 
-/// Environment variable that names the deployment environment (`development` when unset).
+/// Environment variable that names the deployment environment: `development` or
+/// `production`, nothing else (unset is refused too, so a deployment that forgot it never runs
+/// as development).
 pub const ENV_VAR: &str = "AUTHD_ENV";
 
 #[derive(Debug, Clone, Deserialize)]
@@ -22,6 +24,7 @@ pub struct Settings {
     pub password: PasswordSettings,
     pub secrets: SecretSettings,
     pub limits: LimitsSettings,
+    pub security: SecuritySettings,
     pub tokens: TokenSettings,
     pub otp: OtpSettings,
     pub mail: MailSettings,
@@ -42,6 +45,26 @@ pub struct LimitsSettings {
     pub password_backoff: BackoffSettings,
     pub totp_backoff: BackoffSettings,
     pub recovery_code_backoff: BackoffSettings,
+    pub emailed_code_backoff: BackoffSettings,
+    pub account_ceiling: CeilingSettings,
+}
+
+/// Across every client network together, an account admits `max_failures` consecutive
+/// failures of one kind; then the whole account waits `initial_wait_secs`, doubling per
+/// further failure up to `max_wait_secs`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CeilingSettings {
+    pub max_failures: u32,
+    pub initial_wait_secs: u64,
+    pub max_wait_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecuritySettings {
+    /// Every call marked "sudo (or access when 2FA is off)" takes a sudo token only.
+    pub strict_sudo: bool,
 }
 
 /// After `free_failures` consecutive failures, attempts wait `initial_wait_secs`, doubling up
@@ -285,19 +308,21 @@ pub enum LogFormat {
 /// The deployment environment from `AUTHD_ENV`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Environment {
+    /// A laptop: keys generated and kept in the database, the file mail backend allowed.
     Development,
+    /// Every secret configured, no file mail backend.
     Production,
-    /// Any other name (e.g. `staging`, `test`): loads `config/<name>.toml`, treated like
-    /// development for the secret checks.
-    Other(String),
 }
 
 impl Environment {
-    pub fn from_name(name: Option<&str>) -> Self {
-        match name.map(str::trim) {
-            None | Some("") | Some("development") => Self::Development,
-            Some("production") => Self::Production,
-            Some(other) => Self::Other(other.to_owned()),
+    /// The documented names, exactly (case matters: `Production` is refused like `prod`).
+    pub const NAMES: &'static [&'static str] = &["development", "production"];
+
+    pub fn from_name(name: Option<&str>) -> Result<Self, SettingsError> {
+        match name {
+            Some("development") => Ok(Self::Development),
+            Some("production") => Ok(Self::Production),
+            other => Err(SettingsError::UnknownEnvironment(other.map(str::to_owned))),
         }
     }
 
@@ -305,7 +330,6 @@ impl Environment {
         match self {
             Self::Development => "development",
             Self::Production => "production",
-            Self::Other(n) => n,
         }
     }
 }
@@ -314,6 +338,13 @@ impl Environment {
 pub enum SettingsError {
     #[error("configuration: {0}")]
     Load(#[from] config::ConfigError),
+    #[error(
+        "configuration: {} is {}; set it to one of: development (a laptop: generated keys, \
+         file mail allowed), production",
+        ENV_VAR,
+        match .0 { Some(v) => format!("{v:?}, which is not a known environment"), None => "not set".to_owned() }
+    )]
+    UnknownEnvironment(Option<String>),
     #[error("configuration: the file given with --config does not exist: {0}")]
     MissingFile(PathBuf),
     #[error("configuration: cannot read {key} from {path}: {source}")]
@@ -362,7 +393,7 @@ impl Sources {
 
     /// Loads every layer, resolves `*_file` secrets and validates the result.
     pub fn load(&self) -> Result<Loaded, SettingsError> {
-        let environment = Environment::from_name(self.env_value(ENV_VAR).as_deref());
+        let environment = Environment::from_name(self.env_value(ENV_VAR).as_deref())?;
         let dir = self
             .config_dir
             .clone()

@@ -4,16 +4,43 @@ use secrecy::ExposeSecret;
 
 use super::*;
 
+/// Sources over these variables; `AUTHD_ENV` is `development` unless given.
 fn sources(env: &[(&str, &str)], file: Option<&Path>, dir: &Path) -> Sources {
+    let mut vars: HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    vars.entry(ENV_VAR.to_owned())
+        .or_insert_with(|| "development".to_owned());
     Sources {
         config_dir: Some(dir.to_path_buf()),
         file: file.map(Path::to_path_buf),
-        env: Some(
-            env.iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<HashMap<_, _>>(),
-        ),
+        env: Some(vars),
     }
+}
+
+#[test]
+fn an_unset_or_undocumented_environment_is_refused_with_the_valid_names() {
+    let dir = tempfile::tempdir().unwrap();
+    for bad in ["prod", "Production", "staging", "", " development", "test"] {
+        let text = err_text(&sources(&[("AUTHD_ENV", bad)], None, dir.path()));
+        assert!(
+            text.contains("development") && text.contains("production"),
+            "{bad:?}: {text}"
+        );
+        assert!(text.contains(&format!("{bad:?}")), "{bad:?}: {text}");
+    }
+    let unset = Sources {
+        config_dir: Some(dir.path().to_path_buf()),
+        file: None,
+        env: Some(HashMap::new()),
+    };
+    let text = err_text(&unset);
+    assert!(text.contains("AUTHD_ENV is not set"), "{text}");
+    assert!(
+        text.contains("development") && text.contains("production"),
+        "{text}"
+    );
 }
 
 fn err_text(s: &Sources) -> String {
@@ -144,16 +171,16 @@ fn environment_variables_win_over_the_config_file() {
 fn the_environment_file_sits_between_defaults_and_the_config_file() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
-        dir.path().join("staging.toml"),
+        dir.path().join("development.toml"),
         "[http]\nworkers = 5\nkeep_alive_secs = 9\n",
     )
     .unwrap();
     let file = dir.path().join("extra.toml");
     std::fs::write(&file, "[http]\nworkers = 7\n").unwrap();
-    let loaded = sources(&[("AUTHD_ENV", "staging")], Some(&file), dir.path())
+    let loaded = sources(&[("AUTHD_ENV", "development")], Some(&file), dir.path())
         .load()
         .unwrap();
-    assert_eq!(loaded.environment, Environment::Other("staging".into()));
+    assert_eq!(loaded.environment, Environment::Development);
     assert_eq!(loaded.settings.http.keep_alive_secs, 9);
     assert_eq!(loaded.settings.http.workers, 7);
 }
