@@ -162,6 +162,7 @@ impl FromRequest for SudoOrAccessWithout2fa {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let parts = bearer_and_state(req);
+        let req_path = req.path().to_owned();
         Box::pin(async move {
             let (token, state) = parts?;
             let now = chrono::Utc::now().timestamp();
@@ -177,11 +178,20 @@ impl FromRequest for SudoOrAccessWithout2fa {
                 .verify(&token, TokenKind::Access, now)
                 .map_err(|_| invalid_token())?;
             let user_id = c.user_id().ok_or_else(invalid_token)?;
-            if state
-                .store
-                .read(move |conn| authd_store::two_factor::enabled(conn, user_id))
-                .await?
-            {
+            // With security.strict_sudo every account steps up (POST /auth/sudo for accounts
+            // without a second factor); otherwise only accounts with a second factor must.
+            let refused = state.settings.security.strict_sudo
+                || state
+                    .store
+                    .read(move |conn| authd_store::two_factor::enabled(conn, user_id))
+                    .await?;
+            if refused {
+                tracing::warn!(
+                    security_event = "sudo_refused",
+                    user_id,
+                    path = req_path,
+                    "an access token where a sudo token is required"
+                );
                 return Err(invalid_token());
             }
             Ok(Self {

@@ -59,6 +59,25 @@ pub fn client_ip(state: &AppState, req: &HttpRequest) -> IpAddr {
     state.trusted_proxies.client(peer, &forwarded)
 }
 
+/// The client's IP address as a handler argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientIp(pub IpAddr);
+
+impl actix_web::FromRequest for ClientIp {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let ip = match req.app_data::<actix_web::web::Data<AppState>>() {
+            Some(state) => client_ip(state, req),
+            None => req
+                .peer_addr()
+                .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip()),
+        };
+        std::future::ready(Ok(Self(ip)))
+    }
+}
+
 /// Takes one request from the client's budget for a group of unauthenticated routes:
 /// 429 `TOO_MANY_REQUESTS` when it is spent.
 pub async fn ip_budget(

@@ -3,7 +3,7 @@
 
 use authd_mail::MailKind;
 use authd_otp::{Check, CheckError, Issue, Purpose, VerifiedOtp};
-use authd_ratelimit::Limit;
+use authd_ratelimit::{Backoff, Limit};
 
 use crate::input::{self, MailQuery, MailTarget};
 use crate::routes::password::{issue_error, otp_invalid};
@@ -56,27 +56,64 @@ pub async fn send_code(
     .await
 }
 
-/// Checks a code without using it up (401 `OTP_INVALID_EXPIRED`; a wrong guess counts).
+/// Who guesses at an emailed code: the account (a user id, or for the password reset the
+/// address, which may have no account) and the client's IP address.
+#[derive(Debug, Clone)]
+pub struct CodeGuesser {
+    pub user_id: Option<i64>,
+    /// The account key of the backoff; the purpose is added to it.
+    pub account: String,
+    pub ip: std::net::IpAddr,
+}
+
+impl CodeGuesser {
+    /// A signed-in user guessing.
+    pub fn user(user_id: i64, ip: std::net::IpAddr) -> Self {
+        Self {
+            user_id: Some(user_id),
+            account: crate::routes::two_factor::user_key(user_id),
+            ip,
+        }
+    }
+}
+
+/// Checks a code without using it up: 401 `OTP_INVALID_EXPIRED` when wrong, expired or used
+/// up. The guess runs under the emailed-code backoff of the account and purpose (429
+/// `TOO_MANY_OTP_CHECKS` while the guesser's network or the whole account waits), across
+/// codes; besides, `otp.max_attempts` wrong guesses burn one code. A guesser without an
+/// account does the same work and is always wrong.
 pub async fn check(
     state: &AppState,
-    user_id: i64,
+    guesser: CodeGuesser,
     purpose: Purpose,
     code: String,
 ) -> Result<VerifiedOtp, ApiError> {
-    match state
-        .otp
-        .send(Check {
-            user_id,
-            purpose,
-            code,
-        })
-        .await
-    {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(CheckError::Invalid)) => Err(otp_invalid()),
-        Ok(Err(CheckError::Store(e))) => Err(e.into()),
-        Err(e) => Err(ApiError::internal(e)),
-    }
+    let guess = crate::throttle::Guess {
+        backoff: Backoff::EmailedCode,
+        account: format!("{}\0{}", purpose.as_str(), guesser.account),
+        user_id: guesser.user_id,
+        ip: guesser.ip,
+        too_many: "TOO_MANY_OTP_CHECKS",
+    };
+    let user_id = guesser.user_id;
+    let verified = crate::throttle::guarded(state, &guess, async {
+        match state
+            .otp
+            .send(Check {
+                user_id,
+                purpose,
+                code,
+            })
+            .await
+        {
+            Ok(Ok(v)) => Ok(Some(v)),
+            Ok(Err(CheckError::Invalid)) => Ok(None),
+            Ok(Err(CheckError::Store(e))) => Err(e.into()),
+            Err(e) => Err(ApiError::internal(e)),
+        }
+    })
+    .await?;
+    verified.ok_or_else(otp_invalid)
 }
 
 /// A code that confirms an address the user names (an email OTP address, a new login address).

@@ -30,6 +30,7 @@ use crate::routes;
         routes::auth::rotate_refresh,
         routes::auth::validate_refresh,
         routes::auth::logout,
+        routes::auth::sudo,
         routes::auth::jwks,
         routes::email::initiate,
         routes::email::complete,

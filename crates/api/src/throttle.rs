@@ -4,8 +4,11 @@
 use std::future::Future;
 use std::time::Duration;
 
+use std::net::IpAddr;
+
 use authd_ratelimit::{
-    Acquire, Backoff, BeginAttempt, GiveBack, Limit, LimitError, NextAttempt, NextTake, Success,
+    Acquire, Backoff, BeginAttempt, GiveBack, Guesser, Limit, LimitError, NextAttempt, NextTake,
+    Success,
 };
 
 use crate::{ApiError, AppState};
@@ -40,40 +43,102 @@ pub async fn with_permit<T>(
     result
 }
 
-/// Runs a guess under a backoff: 429 `code` while the key waits. The guess counts as a failure
-/// from the moment it is admitted (so parallel guesses cannot outrun the backoff) until a
-/// success clears the streak. Errors of `check` (not a wrong guess) leave it counted.
-pub async fn guarded(
+/// One guess at a secret (a password, a TOTP, a recovery or emailed code) by a client.
+#[derive(Debug, Clone)]
+pub struct Guess {
+    pub backoff: Backoff,
+    /// The account key: the user id, or the normalised name guessed at when there may be no
+    /// account; emailed codes put their purpose in it.
+    pub account: String,
+    /// For the security log only (never the address).
+    pub user_id: Option<i64>,
+    pub ip: IpAddr,
+    /// The 429 code while the guesser waits.
+    pub too_many: &'static str,
+}
+
+impl Guess {
+    fn guesser(&self) -> Guesser {
+        Guesser {
+            backoff: self.backoff,
+            account: self.account.clone(),
+            ip: self.ip,
+        }
+    }
+}
+
+/// What a check found: whether it was right, for the backoff.
+pub trait Outcome {
+    fn right(&self) -> bool;
+}
+
+impl Outcome for bool {
+    fn right(&self) -> bool {
+        *self
+    }
+}
+
+impl<T> Outcome for Option<T> {
+    fn right(&self) -> bool {
+        self.is_some()
+    }
+}
+
+/// Runs a guess under a backoff: 429 `too_many` while the guesser's network or the whole
+/// account waits. The guess counts as a failure from the moment it is admitted (so parallel
+/// guesses cannot outrun the backoff) until a success clears the streak. Errors of `check`
+/// (not a wrong guess) leave it counted. Wrong guesses and the waits they start are security
+/// events: one warn line each, with the user id and client IP, never the address or the
+/// guess.
+pub async fn guarded<T: Outcome>(
     state: &AppState,
-    backoff: Backoff,
-    code: &'static str,
-    key: &str,
-    check: impl Future<Output = Result<bool, ApiError>>,
-) -> Result<bool, ApiError> {
-    match state
-        .limiter
-        .send(BeginAttempt {
-            backoff,
-            key: key.to_owned(),
-        })
-        .await
-    {
-        Ok(Ok(())) => {}
-        Ok(Err(LimitError::Denied(wait))) => return Err(ApiError::too_many(code, wait)),
+    guess: &Guess,
+    check: impl Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    let kind = guess.backoff.as_str();
+    let admitted = match state.limiter.send(BeginAttempt(guess.guesser())).await {
+        Ok(Ok(a)) => a,
+        Ok(Err(LimitError::Denied(wait))) => return Err(ApiError::too_many(guess.too_many, wait)),
         Ok(Err(LimitError::Store(e))) => return Err(e.into()),
         Err(e) => return Err(ApiError::internal(e)),
-    }
-    let ok = check.await?;
-    if ok {
-        let key = key.to_owned();
+    };
+    let outcome = check.await?;
+    if outcome.right() {
         state
             .limiter
-            .send(Success { backoff, key })
+            .send(Success(guess.guesser()))
             .await
             .map_err(ApiError::internal)?
             .map_err(ApiError::from)?;
+        return Ok(outcome);
     }
-    Ok(ok)
+    tracing::warn!(
+        security_event = "wrong_guess",
+        kind,
+        user_id = guess.user_id,
+        client_ip = %guess.ip,
+        "wrong {kind}"
+    );
+    if admitted.account_waits {
+        tracing::warn!(
+            security_event = "lockout",
+            scope = "account",
+            kind,
+            user_id = guess.user_id,
+            client_ip = %guess.ip,
+            "consecutive failures from all networks reached the account ceiling: the whole account waits"
+        );
+    } else if admitted.network_waits {
+        tracing::warn!(
+            security_event = "lockout",
+            scope = "network",
+            kind,
+            user_id = guess.user_id,
+            client_ip = %guess.ip,
+            "consecutive failures from this client network: its next guess waits"
+        );
+    }
+    Ok(outcome)
 }
 
 /// Whole seconds, rounded up, as the `next-*` calls and `retryAfter` report them.
@@ -81,15 +146,11 @@ pub fn whole_seconds(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
-/// Seconds until the next guess under `backoff` may be made (0: now).
-pub async fn next_attempt(
-    state: &AppState,
-    backoff: Backoff,
-    key: String,
-) -> Result<u64, ApiError> {
+/// Seconds until this guesser's next guess may be made (0: now).
+pub async fn next_attempt(state: &AppState, guess: &Guess) -> Result<u64, ApiError> {
     let wait = state
         .limiter
-        .send(NextAttempt { backoff, key })
+        .send(NextAttempt(guess.guesser()))
         .await
         .map_err(ApiError::internal)??;
     Ok(whole_seconds(wait))

@@ -31,6 +31,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(validate_refresh)),
         )
         .service(super::resource("/auth/logout", "POST").route(web::post().to(logout)))
+        .service(super::resource("/auth/sudo", "POST").route(web::post().to(sudo)))
         .service(super::resource("/.well-known/jwks.json", "GET").route(web::get().to(jwks)));
 }
 
@@ -91,20 +92,22 @@ pub(crate) async fn issue_refresh_in_family(
 }
 
 /// Runs the password backoff around a check. `key` is the normalised username (also for
-/// unknown accounts).
+/// unknown accounts); the wait counts per account and client network.
 pub(crate) async fn guarded_password_check(
     state: &AppState,
     key: &str,
+    user_id: Option<i64>,
+    ip: std::net::IpAddr,
     check: impl Future<Output = Result<bool, ApiError>>,
 ) -> Result<bool, ApiError> {
-    crate::throttle::guarded(
-        state,
-        Backoff::Password,
-        "TOO_MANY_FAILED_PASSWORD_CHECKS",
-        key,
-        check,
-    )
-    .await
+    let guess = crate::throttle::Guess {
+        backoff: Backoff::Password,
+        account: key.to_owned(),
+        user_id,
+        ip,
+        too_many: "TOO_MANY_FAILED_PASSWORD_CHECKS",
+    };
+    crate::throttle::guarded(state, &guess, check).await
 }
 
 use std::future::Future;
@@ -168,7 +171,9 @@ pub async fn login(
     let hasher = state.hasher.clone();
     let candidate = password.clone();
     let known = user.is_some();
-    let ok = guarded_password_check(&state, &key, async move {
+    let user_id = user.as_ref().map(|u| u.id);
+    let ip = crate::client_ip::client_ip(&state, &req);
+    let ok = guarded_password_check(&state, &key, user_id, ip, async move {
         let matches = hasher.verify(hash, candidate).await?;
         Ok(matches && known)
     })
@@ -318,6 +323,7 @@ pub async fn validate_access(auth: AccessAuth) -> HttpResponse {
 pub async fn rotate_refresh(
     state: web::Data<AppState>,
     bearer: RawBearer,
+    ip: crate::client_ip::ClientIp,
 ) -> Result<HttpResponse, ApiError> {
     let old = refresh_token_hash(&bearer.0);
     let new = new_refresh_token();
@@ -344,9 +350,12 @@ pub async fn rotate_refresh(
                         return Ok(true);
                     }
                 }
-                if let Some(family) = refresh_tokens::revoked_family(c, &old)? {
+                if let Some((family, user_id)) = refresh_tokens::revoked_family(c, &old)? {
                     let n = refresh_tokens::revoke_family(c, &family, now)?;
                     tracing::warn!(
+                        security_event = "refresh_token_reuse",
+                        user_id,
+                        client_ip = %ip.0,
                         revoked = n,
                         "a rotated refresh token was presented again: its login is revoked"
                     );
@@ -395,4 +404,99 @@ pub async fn logout(
     responses((status = 200, description = "The JWK set", body = Object)))]
 pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
     json_ok(&state.signer.jwks())
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct SudoBody {
+    #[schema(max_length = 256, example = "Correct1horse")]
+    pub password: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SudoTokenBody {
+    /// A sudo token for the caller's login, living `tokens.sudo_lifetime_secs`.
+    pub sudo_token: String,
+}
+
+/// Re-authentication for an account without a second factor: the password again, with an
+/// access token, gives a sudo token for the same login (OWASP ASVS 7.5.1). Accounts with a
+/// second factor step up with an `authenticate` call instead. Wrong passwords count in the
+/// same backoff as at login.
+#[utoipa::path(post, path = "/auth/sudo", tag = "authentication", request_body = SudoBody,
+    security(("access" = [])),
+    responses(
+        (status = 200, description = "A sudo token", body = SudoTokenBody),
+        (status = 400, description = "Invalid input (a sentence)", body = ErrorBody),
+        (status = 401, description = "`PASSWORD_INCORRECT`, `NO_TOKEN_PROVIDED` or `INVALID_TOKEN`", body = ErrorBody),
+        (status = 409, description = "`2FA_IS_ENABLED`: the account has a second factor; step up with an `authenticate` call", body = ErrorBody),
+        (status = 413, description = "`PAYLOAD_TOO_LARGE`", body = ErrorBody),
+        (status = 415, description = "`UNSUPPORTED_MEDIA_TYPE`", body = ErrorBody),
+        (status = 429, description = "`TOO_MANY_FAILED_PASSWORD_CHECKS`", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the next attempt may be made"))),
+        (status = 500, description = "`NO_PASSWORD_INFO`: the account has no password", body = ErrorBody),
+    ))]
+pub async fn sudo(
+    state: web::Data<AppState>,
+    auth: AccessAuth,
+    ip: crate::client_ip::ClientIp,
+    body: JsonBody<SudoBody>,
+) -> Result<HttpResponse, ApiError> {
+    if body.0.password.chars().count() > 256 {
+        return Err(ApiError::bad_request(
+            "password must be at most 256 characters long",
+        ));
+    }
+    let user_id = auth.user_id;
+    let user = state
+        .store
+        .read(move |c| users::find_by_id(c, user_id))
+        .await?
+        .filter(|u| !u.disabled)
+        .ok_or_else(invalid_token)?;
+    if state
+        .store
+        .read(move |c| authd_store::two_factor::enabled(c, user_id))
+        .await?
+    {
+        tracing::warn!(
+            security_event = "sudo_refused",
+            user_id,
+            client_ip = %ip.0,
+            "sudo by password refused: the account has a second factor"
+        );
+        return Err(ApiError::code(StatusCode::CONFLICT, "2FA_IS_ENABLED"));
+    }
+    let stored = user
+        .password_hash()
+        .map_err(ApiError::from)?
+        .ok_or_else(|| ApiError::code(StatusCode::INTERNAL_SERVER_ERROR, "NO_PASSWORD_INFO"))?;
+    let hasher = state.hasher.clone();
+    let password = body.0.password;
+    let ok = guarded_password_check(&state, &user.email, Some(user_id), ip.0, async move {
+        hasher.verify(stored, password).await
+    })
+    .await?;
+    if !ok {
+        tracing::warn!(
+            security_event = "sudo_refused",
+            user_id,
+            client_ip = %ip.0,
+            "sudo by password refused: wrong password"
+        );
+        return Err(password_incorrect());
+    }
+    let now = chrono::Utc::now().timestamp();
+    let token = state
+        .signer
+        .sign(
+            TokenKind::Sudo,
+            user_id,
+            auth.claims.sid.as_deref(),
+            Duration::from_secs(state.settings.tokens.sudo_lifetime_secs),
+            now,
+        )
+        .map_err(ApiError::internal)?;
+    tracing::info!(user_id, "sudo token by password");
+    Ok(json_ok(&SudoTokenBody { sudo_token: token }))
 }

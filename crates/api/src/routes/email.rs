@@ -84,15 +84,19 @@ pub async fn initiate(
         (status = 400, description = "Invalid input (a sentence)", body = ErrorBody),
         (status = 401, description = "`OTP_INVALID_EXPIRED`, `NO_TOKEN_PROVIDED` or `INVALID_TOKEN`", body = ErrorBody),
         (status = 409, description = "`NEW_EMAIL_ALREADY_IN_USE`: another account has the address (the code stays usable)", body = ErrorBody),
+        (status = 429, description = "`TOO_MANY_OTP_CHECKS`: wrong codes for this account made the next guess wait", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the same call can succeed"))),
     ))]
 pub async fn complete(
     state: web::Data<AppState>,
     auth: AccessAuth,
+    ip: crate::client_ip::ClientIp,
     body: JsonBody<CompleteTransferBody>,
 ) -> Result<HttpResponse, ApiError> {
     let code = input::otp("otp", &body.0.otp)?;
     let user = active_user(&state, auth.user_id).await?;
-    let verified = check(&state, user.id, Purpose::EmailTransfer, code).await?;
+    let guesser = crate::codes::CodeGuesser::user(user.id, ip.0);
+    let verified = check(&state, guesser, Purpose::EmailTransfer, code).await?;
     let new = input::email(verified.target.as_deref().unwrap_or_default())?;
     let old = input::email(&user.email)?;
     let vars = serde_json::json!({
@@ -126,6 +130,9 @@ pub async fn complete(
                 }
                 // The unique index decides: of two accounts racing for one address, one wins.
                 users::set_email(c, user_id, &new)?;
+                // Codes mailed before the change (a reset code to the old address) stop
+                // working.
+                otps::delete_all_for_user(c, user_id)?;
                 refresh_tokens::revoke_all_for_user(c, user_id, keep.as_deref(), now)?;
                 crate::notices::enqueue(c, notice.as_ref(), now)?;
                 Ok(true)

@@ -221,7 +221,7 @@ async fn send_reset(
         (status = 401, description = "`OTP_INVALID_EXPIRED`", body = ErrorBody),
         (status = 413, description = "`PAYLOAD_TOO_LARGE`", body = ErrorBody),
         (status = 415, description = "`UNSUPPORTED_MEDIA_TYPE`", body = ErrorBody),
-        (status = 429, description = "`TOO_MANY_REQUESTS` from this client IP", body = ErrorBody,
+        (status = 429, description = "`TOO_MANY_OTP_CHECKS`: wrong codes for this account made the next guess wait (from this client network, or from all networks once the account ceiling is reached); or `TOO_MANY_REQUESTS` from this client IP", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds until the same call can succeed"))),
     ))]
 pub async fn reset_validate(
@@ -232,23 +232,37 @@ pub async fn reset_validate(
     crate::client_ip::ip_budget(&state, &req, authd_ratelimit::IpGroup::Reset).await?;
     let email = input::email(&body.0.email)?;
     let code = input::otp("otp", &body.0.otp)?;
-    check_reset_code(&state, email, code)
-        .await
-        .map(|_| json_ok(&()))
+    check_reset_code(
+        &state,
+        crate::client_ip::client_ip(&state, &req),
+        email,
+        code,
+    )
+    .await
+    .map(|_| json_ok(&()))
 }
 
+/// Checks a reset code for an address. Unknown and disabled addresses do the same work (the
+/// lookup, the backoff, the code statement) and get the same 401.
 async fn check_reset_code(
     state: &AppState,
+    ip: std::net::IpAddr,
     email: authd_domain::Email,
     code: String,
 ) -> Result<(users::User, authd_otp::VerifiedOtp), ApiError> {
+    let account = format!("address:{}", email.as_str());
     let user = state
         .store
         .read(move |c| users::find_by_email(c, &email))
         .await?
-        .filter(|u| !u.disabled)
-        .ok_or_else(otp_invalid)?;
-    let verified = crate::codes::check(state, user.id, Purpose::PasswordReset, code).await?;
+        .filter(|u| !u.disabled);
+    let guesser = crate::codes::CodeGuesser {
+        user_id: user.as_ref().map(|u| u.id),
+        account,
+        ip,
+    };
+    let verified = crate::codes::check(state, guesser, Purpose::PasswordReset, code).await?;
+    let user = user.ok_or_else(otp_invalid)?;
     Ok((user, verified))
 }
 
@@ -262,7 +276,7 @@ async fn check_reset_code(
         (status = 401, description = "`OTP_INVALID_EXPIRED`", body = ErrorBody),
         (status = 413, description = "`PAYLOAD_TOO_LARGE`", body = ErrorBody),
         (status = 415, description = "`UNSUPPORTED_MEDIA_TYPE`", body = ErrorBody),
-        (status = 429, description = "`TOO_MANY_REQUESTS` from this client IP", body = ErrorBody,
+        (status = 429, description = "`TOO_MANY_OTP_CHECKS`: wrong codes for this account made the next guess wait (from this client network, or from all networks once the account ceiling is reached); or `TOO_MANY_REQUESTS` from this client IP", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds until the same call can succeed"))),
     ))]
 pub async fn reset_with_otp(
@@ -275,7 +289,13 @@ pub async fn reset_with_otp(
     let code = input::otp("otp", &body.0.otp)?;
     let password = input::new_password(&body.0.new_password)?;
 
-    let (user, verified) = check_reset_code(&state, email, code).await?;
+    let (user, verified) = check_reset_code(
+        &state,
+        crate::client_ip::client_ip(&state, &req),
+        email,
+        code,
+    )
+    .await?;
     let hash = state.hasher.hash(password).await?;
 
     // The notice goes out in the brand and language the code was requested in.
@@ -303,6 +323,8 @@ pub async fn reset_with_otp(
                     return Ok(false);
                 }
                 users::set_password(c, user_id, &hash)?;
+                // Codes of other purposes mailed before the reset stop working.
+                otps::delete_all_for_user(c, user_id)?;
                 // Whoever knew the old password may hold a login: end them all.
                 refresh_tokens::revoke_all_for_user(c, user_id, None, now)?;
                 crate::notices::enqueue(c, notice.as_ref(), now)?;
@@ -345,6 +367,7 @@ pub struct ChangePasswordBody {
 pub async fn change_password(
     state: web::Data<AppState>,
     auth: SudoOrAccessWithout2fa,
+    ip: crate::client_ip::ClientIp,
     query: web::Query<MailQuery>,
     body: JsonBody<ChangePasswordBody>,
 ) -> Result<HttpResponse, ApiError> {
@@ -368,10 +391,11 @@ pub async fn change_password(
         .ok_or_else(|| ApiError::code(StatusCode::INTERNAL_SERVER_ERROR, "NO_PASSWORD_INFO"))?;
     let hasher = state.hasher.clone();
     let old = body.0.old_password.clone();
-    let ok = super::auth::guarded_password_check(&state, &user.email, async move {
-        hasher.verify(stored, old).await
-    })
-    .await?;
+    let ok =
+        super::auth::guarded_password_check(&state, &user.email, Some(user.id), ip.0, async move {
+            hasher.verify(stored, old).await
+        })
+        .await?;
     if !ok {
         return Err(super::auth::password_incorrect());
     }
@@ -386,6 +410,8 @@ pub async fn change_password(
             c.transaction(|c| {
                 let now = now_ms();
                 users::set_password(c, user_id, &hash)?;
+                // Codes mailed before the change stop working.
+                authd_store::otps::delete_all_for_user(c, user_id)?;
                 refresh_tokens::revoke_all_for_user(c, user_id, keep.as_deref(), now)?;
                 crate::notices::enqueue(c, notice.as_ref(), now)?;
                 Ok(())

@@ -93,10 +93,13 @@ pub async fn setup(
         (status = 400, description = "Invalid input (a sentence)", body = ErrorBody),
         (status = 401, description = "`OTP_INVALID_EXPIRED`, `NO_TOKEN_PROVIDED` or `INVALID_TOKEN`", body = ErrorBody),
         (status = 409, description = "`EMAIL_OTP_UNINITIALIZED`: no setup was started", body = ErrorBody),
+        (status = 429, description = "`TOO_MANY_OTP_CHECKS`: wrong codes for this account made the next guess wait", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the same call can succeed"))),
     ))]
 pub async fn enable(
     state: web::Data<AppState>,
     auth: AccessAuth,
+    ip: crate::client_ip::ClientIp,
     body: JsonBody<OtpBody>,
 ) -> Result<HttpResponse, ApiError> {
     let code = input::otp("otp", &body.0.otp)?;
@@ -104,7 +107,8 @@ pub async fn enable(
     if !status(&state, user.id).await?.email_otp_known {
         return Err(conflict("EMAIL_OTP_UNINITIALIZED"));
     }
-    let verified = check(&state, user.id, Purpose::EmailOtpSetup, code).await?;
+    let guesser = crate::codes::CodeGuesser::user(user.id, ip.0);
+    let verified = check(&state, guesser, Purpose::EmailOtpSetup, code).await?;
     let Some(address) = verified.target.clone() else {
         return Err(otp_invalid());
     };
@@ -177,10 +181,13 @@ pub async fn challenge(
         (status = 400, description = "Invalid input (a sentence)", body = ErrorBody),
         (status = 401, description = "`OTP_INVALID_EXPIRED`, `NO_TOKEN_PROVIDED` or `INVALID_TOKEN`", body = ErrorBody),
         (status = 409, description = "`EMAIL_OTP_INACTIVE`", body = ErrorBody),
+        (status = 429, description = "`TOO_MANY_OTP_CHECKS`: wrong codes for this account made the next guess wait", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the same call can succeed"))),
     ))]
 pub async fn authenticate(
     state: web::Data<AppState>,
     auth: AccessOrPartial,
+    ip: crate::client_ip::ClientIp,
     body: JsonBody<OtpBody>,
 ) -> Result<HttpResponse, ApiError> {
     let code = input::otp("otp", &body.0.otp)?;
@@ -188,7 +195,8 @@ pub async fn authenticate(
     if status(&state, user.id).await?.email_otp.is_none() {
         return Err(conflict("EMAIL_OTP_INACTIVE"));
     }
-    let verified = match check(&state, user.id, Purpose::EmailOtpChallenge, code).await {
+    let guesser = crate::codes::CodeGuesser::user(user.id, ip.0);
+    let verified = match check(&state, guesser, Purpose::EmailOtpChallenge, code).await {
         Ok(v) => v,
         Err(e) => {
             count_check("email_otp", false);

@@ -106,6 +106,22 @@ pub(crate) fn user_key(user_id: i64) -> String {
     format!("user:{user_id}")
 }
 
+/// A signed-in user's guess under a backoff, from the client's IP address.
+pub(crate) fn user_guess(
+    backoff: authd_ratelimit::Backoff,
+    too_many: &'static str,
+    user_id: i64,
+    ip: std::net::IpAddr,
+) -> crate::throttle::Guess {
+    crate::throttle::Guess {
+        backoff,
+        account: user_key(user_id),
+        user_id: Some(user_id),
+        ip,
+        too_many,
+    }
+}
+
 /// The account a token names, while it exists and is not disabled (else 401 `INVALID_TOKEN`).
 pub(crate) async fn active_user(state: &AppState, user_id: i64) -> Result<users::User, ApiError> {
     state

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::{
-    active_user, conflict, count_check, notice_target, now_ms, status, tokens_for, user_key,
+    active_user, conflict, count_check, notice_target, now_ms, status, tokens_for, user_guess,
     DurationBody, EmptyBody, RecoveryCodesBody, SecondFactorTokens,
 };
 use crate::auth::{AccessAuth, AccessOrPartial, SudoAuth};
@@ -56,6 +56,7 @@ const TOO_MANY: &str = "TOO_MANY_RECOVERY_CODE_CHECKS";
 pub async fn authenticate(
     state: web::Data<AppState>,
     auth: AccessOrPartial,
+    ip: crate::client_ip::ClientIp,
     query: web::Query<MailQuery>,
     body: JsonBody<RecoveryCodeBody>,
 ) -> Result<HttpResponse, ApiError> {
@@ -74,9 +75,7 @@ pub async fn authenticate(
     let (origin, language) = notice_target(&state, &user, &query)?;
     let ok = crate::throttle::guarded(
         &state,
-        Backoff::RecoveryCode,
-        TOO_MANY,
-        &user_key(user_id),
+        &user_guess(Backoff::RecoveryCode, TOO_MANY, user_id, ip.0),
         async {
             let Some(code) = recovery::normalize(&typed) else {
                 return Ok(false);
@@ -193,6 +192,7 @@ pub async fn reset(
 pub async fn next_guess(
     state: web::Data<AppState>,
     auth: AccessAuth,
+    ip: crate::client_ip::ClientIp,
 ) -> Result<HttpResponse, ApiError> {
     let user = active_user(&state, auth.user_id).await?;
     if status(&state, user.id)
@@ -202,7 +202,7 @@ pub async fn next_guess(
     {
         return Err(conflict("RECOVERY_CODES_UNINITIALIZED"));
     }
-    let duration =
-        crate::throttle::next_attempt(&state, Backoff::RecoveryCode, user_key(user.id)).await?;
+    let guess = user_guess(Backoff::RecoveryCode, TOO_MANY, user.id, ip.0);
+    let duration = crate::throttle::next_attempt(&state, &guess).await?;
     Ok(json_ok(&DurationBody { duration }))
 }

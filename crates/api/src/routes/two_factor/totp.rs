@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{
     active_user, conflict, count_check, deactivate_method, enable_method, notice_target,
-    tokens_for, user_key, DurationBody, EmptyBody, Method, RecoveryCodesBody, SecondFactorTokens,
+    tokens_for, user_guess, DurationBody, EmptyBody, Method, RecoveryCodesBody, SecondFactorTokens,
 };
 use crate::auth::{AccessAuth, AccessOrPartial, SudoAuth, SudoOrAccessWithout2fa};
 use crate::error::ErrorBody;
@@ -140,6 +140,7 @@ pub async fn setup(
 pub async fn enable(
     state: web::Data<AppState>,
     auth: AccessAuth,
+    ip: crate::client_ip::ClientIp,
     query: web::Query<MailQuery>,
     body: JsonBody<TotpBody>,
 ) -> Result<HttpResponse, ApiError> {
@@ -155,17 +156,21 @@ pub async fn enable(
         return Err(conflict("TOTP_UNINITIALIZED"));
     };
     let mut codes = None;
-    let ok = crate::throttle::guarded(&state, Backoff::Totp, TOO_MANY, &user_key(user_id), async {
-        let secret = open_secret(&state, user_id, &pending)?;
-        let Some(step) = secret.accepts(&code, now_secs(), None) else {
-            return Ok(false);
-        };
-        codes = enable_method(&state, &user, Method::Totp, target, move |c, now| {
-            two_factor::totp_enable(c, user_id, &pending, step, now)
-        })
-        .await?;
-        Ok(codes.is_some())
-    })
+    let ok = crate::throttle::guarded(
+        &state,
+        &user_guess(Backoff::Totp, TOO_MANY, user_id, ip.0),
+        async {
+            let secret = open_secret(&state, user_id, &pending)?;
+            let Some(step) = secret.accepts(&code, now_secs(), None) else {
+                return Ok(false);
+            };
+            codes = enable_method(&state, &user, Method::Totp, target, move |c, now| {
+                two_factor::totp_enable(c, user_id, &pending, step, now)
+            })
+            .await?;
+            Ok(codes.is_some())
+        },
+    )
     .await?;
     count_check("totp", ok);
     match codes {
@@ -190,6 +195,7 @@ pub async fn enable(
 pub async fn authenticate(
     state: web::Data<AppState>,
     auth: AccessOrPartial,
+    ip: crate::client_ip::ClientIp,
     body: JsonBody<TotpBody>,
 ) -> Result<HttpResponse, ApiError> {
     let code = input::otp("totp", &body.0.totp)?;
@@ -205,23 +211,45 @@ pub async fn authenticate(
     else {
         return Err(conflict("TOTP_UNINITIALIZED"));
     };
-    let ok = crate::throttle::guarded(&state, Backoff::Totp, TOO_MANY, &user_key(user_id), async {
-        let secret = open_secret(&state, user_id, &sealed)?;
-        let Some(step) = secret.accepts(&code, now_secs(), last_step) else {
-            return Ok(false);
-        };
-        // The database decides which of parallel requests with one code wins.
-        Ok(state
-            .store
-            .run(move |c| two_factor::totp_accept_step(c, user_id, &sealed, step))
-            .await?)
-    })
+    let ok = crate::throttle::guarded(
+        &state,
+        &user_guess(Backoff::Totp, TOO_MANY, user_id, ip.0),
+        async {
+            let secret = open_secret(&state, user_id, &sealed)?;
+            let now = now_secs();
+            let Some(step) = secret.accepts(&code, now, last_step) else {
+                if secret.accepts(&code, now, None).is_some() {
+                    replayed(user_id, ip.0);
+                }
+                return Ok(false);
+            };
+            // The database decides which of parallel requests with one code wins.
+            let won = state
+                .store
+                .run(move |c| two_factor::totp_accept_step(c, user_id, &sealed, step))
+                .await?;
+            if !won {
+                replayed(user_id, ip.0);
+            }
+            Ok(won)
+        },
+    )
     .await?;
     count_check("totp", ok);
     if !ok {
         return Err(invalid());
     }
     tokens_for(&state, &auth, "totp").await
+}
+
+/// A right code for a step already used: someone else saw it (a shoulder, a phishing page).
+fn replayed(user_id: i64, ip: std::net::IpAddr) {
+    tracing::warn!(
+        security_event = "totp_replay",
+        user_id,
+        client_ip = %ip,
+        "a TOTP code for a step already used was presented again"
+    );
 }
 
 /// Seconds until the next TOTP guess may be made: the wait a 429 would report.
@@ -235,6 +263,7 @@ pub async fn authenticate(
 pub async fn next_guess(
     state: web::Data<AppState>,
     auth: AccessAuth,
+    ip: crate::client_ip::ClientIp,
 ) -> Result<HttpResponse, ApiError> {
     let user = active_user(&state, auth.user_id).await?;
     let user_id = user.id;
@@ -246,7 +275,9 @@ pub async fn next_guess(
     {
         return Err(conflict("TOTP_UNINITIALIZED"));
     }
-    let duration = crate::throttle::next_attempt(&state, Backoff::Totp, user_key(user_id)).await?;
+    let duration =
+        crate::throttle::next_attempt(&state, &user_guess(Backoff::Totp, TOO_MANY, user_id, ip.0))
+            .await?;
     Ok(json_ok(&DurationBody { duration }))
 }
 
