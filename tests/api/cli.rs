@@ -20,7 +20,7 @@ impl Cli {
         let mut child = Command::new(env!("CARGO_BIN_EXE_authd-under-test"))
             .args(args)
             .current_dir(self.db.dir())
-            .env_remove("AUTHD_ENV")
+            .env("AUTHD_ENV", "development")
             .env("AUTHD__DATABASE__URL", &self.db.url)
             .env("AUTHD__LOG__LEVEL", "warn")
             .stdin(Stdio::piped())

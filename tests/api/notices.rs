@@ -23,7 +23,7 @@ fn preview(kind: &str, language: &str) -> authd_tests::Mail {
     let out = Command::new(env!("CARGO_BIN_EXE_authd-under-test"))
         .args(["mail", "preview", "--kind", kind, "--language", language])
         .current_dir(dir.path())
-        .env_remove("AUTHD_ENV")
+        .env("AUTHD_ENV", "development")
         .env("AUTHD__MAIL__TEMPLATES_DIR", authd_tests::templates_dir())
         .output()
         .expect("authd runs");

@@ -7,7 +7,7 @@ fn authd(args: &[&str], templates: &str) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_authd-under-test"))
         .args(args)
         .current_dir(dir.path())
-        .env_remove("AUTHD_ENV")
+        .env("AUTHD_ENV", "development")
         .env("AUTHD__MAIL__TEMPLATES_DIR", templates)
         .output()
         .expect("authd runs");

@@ -389,7 +389,16 @@ async fn two_factor_email_otp_codes_are_bound_to_their_purpose_and_a_new_setup_m
 }
 
 async fn two_factor_email_otp_ten_parallel_uses_of_one_code_succeed_exactly_once(db: Db) {
-    let app = TestApp::spawn_with(db, &[MANY_MAILS]).await;
+    // The emailed-code backoff would let only 3 guesses of one account and network be in
+    // flight at once (tests/api/guessing.rs); opened wide, all ten race for the one code.
+    let app = TestApp::spawn_with(
+        db,
+        &[
+            MANY_MAILS,
+            ("AUTHD__LIMITS__EMAILED_CODE_BACKOFF__FREE_FAILURES", "1000"),
+        ],
+    )
+    .await;
     app.create_user(ANN, PASSWORD).await;
     let access = app.login_access(ANN, PASSWORD).await;
     assert_ten_recovery_codes(&app.turn_on_email_otp(&access, ANN_OTP, 1).await);

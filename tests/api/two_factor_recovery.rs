@@ -72,7 +72,7 @@ async fn two_factor_recovery_an_operator_turns_two_factor_off_for_an_owner_who_l
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_authd-under-test"))
         .args(["user", "reset-two-factor", "--email", "ANN@example.org"])
         .current_dir(app.db.dir())
-        .env_remove("AUTHD_ENV")
+        .env("AUTHD_ENV", "development")
         .env("AUTHD__DATABASE__URL", &app.db.url)
         .env("AUTHD__LOG__LEVEL", "error")
         .output()

@@ -215,6 +215,7 @@ impl TestApp {
     pub async fn spawn_with(db: Db, overrides: &[(&str, &str)]) -> Self {
         let db = TestDb::create(db);
         let mut env: HashMap<String, String> = HashMap::from([
+            ("AUTHD_ENV".into(), "development".into()),
             ("AUTHD__HTTP__BIND".into(), "127.0.0.1:0".into()),
             ("AUTHD__HTTP__WORKERS".into(), "2".into()),
             ("AUTHD__HTTP__SHUTDOWN_TIMEOUT_SECS".into(), "1".into()),

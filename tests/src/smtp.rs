@@ -431,7 +431,7 @@ fn set_mode(path: &Path, mode: u32) {
 pub fn create_user(program: &str, db_url: &str, email: &str, password: &str) {
     let mut child = Command::new(program)
         .args(["user", "create", "--email", email])
-        .env_remove("AUTHD_ENV")
+        .env("AUTHD_ENV", "development")
         .env("AUTHD__DATABASE__URL", db_url)
         .env("AUTHD__LOG__LEVEL", "warn")
         .env("AUTHD__SECRETS__OTP_KEY", TEST_OTP_KEY)
@@ -479,7 +479,7 @@ impl AuthdProcess {
         let mut cmd = Command::new(program);
         cmd.arg("serve")
             .current_dir(dir.path())
-            .env_remove("AUTHD_ENV")
+            .env("AUTHD_ENV", "development")
             .env_remove("RUST_LOG")
             .env("AUTHD__HTTP__BIND", "127.0.0.1:0")
             .env("AUTHD__HTTP__WORKERS", "2")
