@@ -376,6 +376,21 @@ struct GuessKeys {
     account: (&'static str, String),
 }
 
+impl GuessKeys {
+    fn both(&self) -> [backoffs::Key<'_>; 2] {
+        [
+            backoffs::Key {
+                limit: self.network.0,
+                hash: &self.network.1,
+            },
+            backoffs::Key {
+                limit: self.account.0,
+                hash: &self.account.1,
+            },
+        ]
+    }
+}
+
 impl RateLimiter {
     fn policy(&self, backoff: Backoff) -> BackoffPolicy {
         self.backoffs
@@ -458,23 +473,18 @@ impl Handler<BeginAttempt> for RateLimiter {
         let seen = self.successes;
         Box::pin(
             async move {
-                let (net, acct) = (keys.network.clone(), keys.account.clone());
-                let outcome = store
+                let (keys, outcome) = store
                     .run(move |c| {
-                        backoffs::attempt(
+                        let [network, account] = keys.both();
+                        let outcome = backoffs::attempt(
                             c,
-                            backoffs::Key {
-                                limit: net.0,
-                                hash: &net.1,
-                            },
-                            backoffs::Key {
-                                limit: acct.0,
-                                hash: &acct.1,
-                            },
+                            network,
+                            account,
                             now,
                             |f| policy.wait_ms(f),
                             |f| ceiling.wait_ms(f),
-                        )
+                        )?;
+                        Ok((keys, outcome))
                     })
                     .await?;
                 Ok((keys, outcome))
@@ -551,22 +561,7 @@ impl Handler<NextAttempt> for RateLimiter {
         let store = self.store.clone();
         Box::pin(async move {
             let until = store
-                .read(move |c| {
-                    backoffs::blocked_until(
-                        c,
-                        &[
-                            backoffs::Key {
-                                limit: keys.network.0,
-                                hash: &keys.network.1,
-                            },
-                            backoffs::Key {
-                                limit: keys.account.0,
-                                hash: &keys.account.1,
-                            },
-                        ],
-                        now,
-                    )
-                })
+                .read(move |c| backoffs::blocked_until(c, &keys.both(), now))
                 .await?;
             Ok(wait_until(until, now))
         })
@@ -627,30 +622,12 @@ impl Handler<Success> for RateLimiter {
         self.successes += 1;
         let store = self.store.clone();
         Box::pin(
-            async move {
-                store
-                    .run(move |c| {
-                        backoffs::clear(
-                            c,
-                            &[
-                                backoffs::Key {
-                                    limit: keys.network.0,
-                                    hash: &keys.network.1,
-                                },
-                                backoffs::Key {
-                                    limit: keys.account.0,
-                                    hash: &keys.account.1,
-                                },
-                            ],
-                        )
-                    })
-                    .await
-            }
-            .into_actor(self)
-            .map(|res, act, _| {
-                act.successes += 1;
-                res
-            }),
+            async move { store.run(move |c| backoffs::clear(c, &keys.both())).await }
+                .into_actor(self)
+                .map(|res, act, _| {
+                    act.successes += 1;
+                    res
+                }),
         )
     }
 }

@@ -112,6 +112,31 @@ pub(crate) async fn guarded_password_check(
 
 use std::future::Future;
 
+/// A signed-in user types their password again (a password change, a step-up): checked under
+/// the password backoff of the account and client network. 401 `PASSWORD_INCORRECT` when
+/// wrong, 500 `NO_PASSWORD_INFO` for an account without one.
+pub(crate) async fn confirm_password(
+    state: &AppState,
+    user: &users::User,
+    password: String,
+    ip: std::net::IpAddr,
+) -> Result<(), ApiError> {
+    let stored = user
+        .password_hash()
+        .map_err(ApiError::from)?
+        .ok_or_else(|| ApiError::code(StatusCode::INTERNAL_SERVER_ERROR, "NO_PASSWORD_INFO"))?;
+    let hasher = state.hasher.clone();
+    let ok = guarded_password_check(state, &user.email, Some(user.id), ip, async move {
+        hasher.verify(stored, password).await
+    })
+    .await?;
+    if ok {
+        Ok(())
+    } else {
+        Err(password_incorrect())
+    }
+}
+
 /// Exchanges an email and password for a refresh token (`text/plain`). Unknown accounts,
 /// disabled accounts and wrong passwords get the same answer in the same time.
 #[utoipa::path(post, path = "/auth/login", tag = "authentication", request_body = LoginBody,
@@ -467,24 +492,14 @@ pub async fn sudo(
         );
         return Err(ApiError::code(StatusCode::CONFLICT, "2FA_IS_ENABLED"));
     }
-    let stored = user
-        .password_hash()
-        .map_err(ApiError::from)?
-        .ok_or_else(|| ApiError::code(StatusCode::INTERNAL_SERVER_ERROR, "NO_PASSWORD_INFO"))?;
-    let hasher = state.hasher.clone();
-    let password = body.0.password;
-    let ok = guarded_password_check(&state, &user.email, Some(user_id), ip.0, async move {
-        hasher.verify(stored, password).await
-    })
-    .await?;
-    if !ok {
+    if let Err(e) = confirm_password(&state, &user, body.0.password, ip.0).await {
         tracing::warn!(
             security_event = "sudo_refused",
             user_id,
             client_ip = %ip.0,
             "sudo by password refused: wrong password"
         );
-        return Err(password_incorrect());
+        return Err(e);
     }
     let now = chrono::Utc::now().timestamp();
     let token = state

@@ -385,20 +385,7 @@ pub async fn change_password(
         .await?
         .filter(|u| !u.disabled)
         .ok_or_else(crate::auth::invalid_token)?;
-    let stored = user
-        .password_hash()
-        .map_err(ApiError::from)?
-        .ok_or_else(|| ApiError::code(StatusCode::INTERNAL_SERVER_ERROR, "NO_PASSWORD_INFO"))?;
-    let hasher = state.hasher.clone();
-    let old = body.0.old_password.clone();
-    let ok =
-        super::auth::guarded_password_check(&state, &user.email, Some(user.id), ip.0, async move {
-            hasher.verify(stored, old).await
-        })
-        .await?;
-    if !ok {
-        return Err(super::auth::password_incorrect());
-    }
+    super::auth::confirm_password(&state, &user, body.0.old_password.clone(), ip.0).await?;
     let hash = state.hasher.hash(password).await?;
     let to = input::email(&user.email)?;
     let target = input::notice_target(&state, &user, Some(&query))?;
