@@ -4,6 +4,7 @@
 // Test bodies live in plain async fns that `both_dbs!` wraps, where clippy does not see a test.
 #![allow(clippy::unwrap_used, reason = "unwrap is how a test fails")]
 
+mod caching;
 mod cli;
 mod config;
 mod email_transfer;
