@@ -48,8 +48,33 @@ both_dbs!(
     user_create_refuses_a_weak_password_with_the_policy_message,
     user_create_refuses_a_duplicate_email_in_any_case,
     user_disable_and_set_password_change_the_account,
+    user_create_and_set_password_refuse_a_common_password,
     migrate_is_idempotent,
 );
+
+async fn user_create_and_set_password_refuse_a_common_password(db: Db) {
+    let cli = Cli::new(db);
+    for common in ["Password1", "Passw0rd", "Qwerty123"] {
+        let (code, _, err) = cli.run(
+            &["user", "create", "--email", "ann@example.com"],
+            &format!("{common}\n"),
+        );
+        assert_eq!(code, 1, "{common}");
+        assert_eq!(err.trim(), "error: Password is too common", "{common}");
+    }
+    assert!(!cli.run(&["user", "list"], "").1.contains("ann@example.com"));
+    let (code, _, err) = cli.run(
+        &["user", "create", "--email", "ann@example.com"],
+        "Correct1horse\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = cli.run(
+        &["user", "set-password", "--email", "ann@example.com"],
+        "Qwerty123\n",
+    );
+    assert_eq!(code, 1);
+    assert_eq!(err.trim(), "error: Password is too common");
+}
 
 async fn user_create_then_list_shows_the_normalised_address(db: Db) {
     let cli = Cli::new(db);

@@ -15,6 +15,7 @@ mod metrics;
 mod notices;
 mod openapi;
 mod ops;
+mod password_policy;
 mod password_reset;
 mod replicas;
 mod shutdown;
