@@ -8,6 +8,7 @@ mod caching;
 mod cli;
 mod config;
 mod email_transfer;
+mod ensure_services;
 mod errors;
 mod ip_budgets;
 mod mail_backends;
