@@ -7,6 +7,7 @@
 mod caching;
 mod cli;
 mod config;
+mod config_keys;
 mod email_transfer;
 mod ensure_services;
 mod errors;
