@@ -940,6 +940,27 @@ async fn http_client_request_timeout_ms_is_how_long_a_client_has_to_send_the_hea
     assert!(started.elapsed() >= Duration::from_millis(250));
 }
 
+/// Threads of this test process whose name marks an actix arbiter, which is what a server
+/// worker runs on inside an actix system (the kernel keeps the first 15 bytes of a thread
+/// name: "actix-rt|system:1|arbiter:2").
+fn actix_worker_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("actix-rt|system"))
+        .count()
+}
+
+#[actix_web::test]
+async fn http_workers_is_the_number_of_api_worker_threads() {
+    // nextest runs each test in a process of its own, so no other server's threads count.
+    let before = actix_worker_threads();
+    let app = TestApp::spawn_with(Db::Sqlite, &[("AUTHD__HTTP__WORKERS", "3")]).await;
+    assert_eq!(app.healthz().await.status, 200);
+    // Three for the API and the metrics listener's one (the harness default would give 2 + 1).
+    assert_eq!(actix_worker_threads() - before, 3 + 1);
+}
+
 #[actix_web::test]
 async fn metrics_enabled_false_serves_no_metrics_listener() {
     let port = free_port();
