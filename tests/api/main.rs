@@ -4,9 +4,12 @@
 // Test bodies live in plain async fns that `both_dbs!` wraps, where clippy does not see a test.
 #![allow(clippy::unwrap_used, reason = "unwrap is how a test fails")]
 
+mod caching;
 mod cli;
 mod config;
+mod config_keys;
 mod email_transfer;
+mod ensure_services;
 mod errors;
 mod guessing;
 mod ip_budgets;
@@ -15,6 +18,7 @@ mod metrics;
 mod notices;
 mod openapi;
 mod ops;
+mod password_policy;
 mod password_reset;
 mod replicas;
 mod shutdown;

@@ -122,6 +122,7 @@ fn admin_connection() -> PgConnection {
 #[derive(Debug)]
 pub struct TestApp {
     pub address: String,
+    /// Empty when the metrics listener is off.
     pub metrics_address: String,
     pub client: reqwest::Client,
     pub db: TestDb,
@@ -213,6 +214,21 @@ impl TestApp {
 
     /// Starts a server with extra settings given as `AUTHD__...` variables.
     pub async fn spawn_with(db: Db, overrides: &[(&str, &str)]) -> Self {
+        Self::spawn_adjusted(db, |_, env| {
+            for (k, v) in overrides {
+                env.insert((*k).to_owned(), (*v).to_owned());
+            }
+        })
+        .await
+    }
+
+    /// Starts a server after `adjust` has changed its `AUTHD__...` variables, given the fresh
+    /// database (whose scratch folder can hold files the settings name). Variables can be
+    /// removed, too.
+    pub async fn spawn_adjusted(
+        db: Db,
+        adjust: impl FnOnce(&TestDb, &mut HashMap<String, String>),
+    ) -> Self {
         let db = TestDb::create(db);
         let mut env: HashMap<String, String> = HashMap::from([
             ("AUTHD_ENV".into(), "development".into()),
@@ -249,9 +265,7 @@ impl TestApp {
                 authd_domain::tokens::TokenSigner::generate_pem().expect("a signing key"),
             ),
         ]);
-        for (k, v) in overrides {
-            env.insert((*k).to_owned(), (*v).to_owned());
-        }
+        adjust(&db, &mut env);
         let sources = Sources {
             config_dir: Some(db.dir()),
             file: None,
@@ -260,10 +274,11 @@ impl TestApp {
         let loaded = sources.load().expect("test settings load");
         let app = Application::build(loaded).await.expect("server builds");
         let address = format!("http://127.0.0.1:{}", app.port());
-        let metrics_address = format!(
-            "http://127.0.0.1:{}",
-            app.metrics_port().expect("metrics enabled")
-        );
+        // Empty when `metrics.enabled = false`.
+        let metrics_address = app
+            .metrics_port()
+            .map(|port| format!("http://127.0.0.1:{port}"))
+            .unwrap_or_default();
         actix_rt::spawn(app.run_until_stopped());
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())

@@ -1,6 +1,6 @@
 //! The request middleware: every response, whatever produced it, leaves here with an
-//! `X-Request-Id`, in the contract's error shape when it is an error, counted in the HTTP
-//! metrics and logged as one line. A panicking handler becomes a 500 and the worker goes on.
+//! `X-Request-Id` and `Cache-Control: no-store`, in the contract's error shape when it is an
+//! error, counted in the HTTP metrics and logged as one line. A panicking handler becomes a 500 and the worker goes on.
 
 use std::panic::AssertUnwindSafe;
 use std::time::Instant;
@@ -129,7 +129,8 @@ pub async fn observe(
 }
 
 /// Puts any error response into the contract's shape (keeping its headers) and stamps the
-/// request id.
+/// request id and `Cache-Control: no-store`: answers carry tokens, TOTP secrets and recovery
+/// codes, and no shared or browser cache may keep any answer of this API.
 fn finish(res: HttpResponse, id: &str) -> HttpResponse {
     let status = res.status();
     let mut res = if (status.is_client_error() || status.is_server_error())
@@ -157,6 +158,8 @@ fn finish(res: HttpResponse, id: &str) -> HttpResponse {
     if let Ok(v) = HeaderValue::from_str(id) {
         res.headers_mut().insert(REQUEST_ID, v);
     }
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
 }
 

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{anyhow, bail, Context};
 use authd_domain::{Argon2Params, Email, Password, PasswordHash};
 use authd_settings::{Loaded, Settings, Sources};
-use authd_store::{users, StoreError};
+use authd_store::{outbox, refresh_tokens, users, AnyConnection, Connection, StoreError};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -207,8 +207,28 @@ pub fn run_user(settings: &Settings, cmd: &UserCommand) -> anyhow::Result<String
                 .ok_or_else(|| anyhow!("no user has the email {}", email.as_str()))?;
             let password = read_password(args.password_file.as_ref())?;
             let hash = PasswordHash::create(&password, &argon2(settings)?)?;
-            users::set_password(&mut conn, user.id, &hash)?;
-            Ok(format!("password replaced for {}", email.as_str()))
+            // Rendered before anything changes: a configuration that cannot render the
+            // notice stops the command with the password untouched.
+            let notice = password_changed_notice(settings, &mut conn, &user, &email)?;
+            let user_id = user.id;
+            let now = chrono::Utc::now().timestamp_millis();
+            // As a reset does: whoever knew the old password may hold a login, so all of them
+            // end, and the owner hears of it; the three commit together.
+            let ended = conn.transaction(|c| {
+                users::set_password(c, user_id, &hash)?;
+                let ended = refresh_tokens::revoke_all_for_user(c, user_id, None, now)?;
+                outbox::enqueue(c, &notice.as_new_mail(now))?;
+                Ok::<_, StoreError>(ended)
+            })?;
+            tracing::warn!(
+                user_id,
+                ended,
+                "password replaced by an operator; every login ended"
+            );
+            Ok(format!(
+                "password replaced for {}; {ended} login(s) ended; a \"password changed\" notice is queued",
+                email.as_str()
+            ))
         }
         UserCommand::ResetTwoFactor { email: raw } => {
             let email = email(raw)?;
@@ -226,6 +246,42 @@ pub fn run_user(settings: &Settings, cmd: &UserCommand) -> anyhow::Result<String
             ))
         }
     }
+}
+
+/// The "password changed" notice for the outbox, in the origin and language the user last
+/// asked a mail in (else the default origin's default language), as the API picks them.
+fn password_changed_notice(
+    settings: &Settings,
+    conn: &mut AnyConnection,
+    user: &users::User,
+    to: &Email,
+) -> anyhow::Result<authd_mail::PreparedMail> {
+    let (origin_name, language) = match user
+        .last_origin
+        .as_deref()
+        .filter(|o| settings.origin(o).is_some())
+    {
+        Some(o) => (o.to_owned(), user.last_language.clone()),
+        None => (settings.mail.default_origin.clone(), None),
+    };
+    let origin = settings
+        .origin(&origin_name)
+        .ok_or_else(|| anyhow!("mail.default_origin names no enabled origin: {origin_name:?}"))?;
+    let catalog = crate::load_catalog(settings)
+        .context("cannot load the mail templates for the \"password changed\" notice")?;
+    let sealer = authd_mail::Sealer::new(&crate::keys::otp_key_for_command(settings, conn)?);
+    let vars = serde_json::json!({ "changed_at": authd_api::notices::changed_at() });
+    authd_mail::prepare_mail(
+        &catalog,
+        &sealer,
+        &origin_name,
+        origin,
+        authd_mail::MailKind::PasswordChanged,
+        language.as_deref(),
+        to,
+        vars,
+    )
+    .context("cannot render the \"password changed\" notice; the password is unchanged")
 }
 
 pub fn config_summary(loaded: &Loaded) -> String {

@@ -4,7 +4,7 @@
 
 use anyhow::{bail, Context};
 use authd_settings::Settings;
-use authd_store::{secrets, Store};
+use authd_store::{secrets, AnyConnection, Store, StoreError};
 use rand::RngCore;
 use secrecy::ExposeSecret;
 
@@ -37,33 +37,53 @@ async fn symmetric_key(
 ) -> anyhow::Result<Vec<u8>> {
     let configured = configured.expose_secret().as_bytes().to_vec();
     let key = if configured.is_empty() {
-        tracing::warn!(
-            "secrets.{name} is not set: using a key generated for this database (development only)"
-        );
-        let now = chrono::Utc::now().timestamp_millis();
-        let hex_key = store
-            .run(move |c| {
-                secrets::get_or_create(
-                    c,
-                    name,
-                    || {
-                        let mut k = [0u8; 32];
-                        rand::rngs::OsRng.fill_bytes(&mut k);
-                        hex::encode(k)
-                    },
-                    now,
-                )
-            })
+        store
+            .run(move |c| generated_key(c, name))
             .await
-            .with_context(|| format!("cannot load the generated development key {name}"))?;
-        hex_key.into_bytes()
+            .with_context(|| format!("cannot load the generated development key {name}"))?
     } else {
         configured
     };
+    checked_length(name, key)
+}
+
+/// The development key `name` kept in the database, created on first use.
+fn generated_key(c: &mut AnyConnection, name: &'static str) -> Result<Vec<u8>, StoreError> {
+    tracing::warn!(
+        "secrets.{name} is not set: using a key generated for this database (development only)"
+    );
+    let now = chrono::Utc::now().timestamp_millis();
+    let hex_key = secrets::get_or_create(
+        c,
+        name,
+        || {
+            let mut k = [0u8; 32];
+            rand::rngs::OsRng.fill_bytes(&mut k);
+            hex::encode(k)
+        },
+        now,
+    )?;
+    Ok(hex_key.into_bytes())
+}
+
+fn checked_length(name: &str, key: Vec<u8>) -> anyhow::Result<Vec<u8>> {
     if key.len() < MIN_KEY_BYTES {
         bail!("configuration: secrets.{name} must be at least {MIN_KEY_BYTES} bytes long");
     }
     Ok(key)
+}
+
+/// The OTP key (which also seals queued mails) for a one-shot command on a plain
+/// connection, resolved exactly as `serve` resolves it, so servers can open what the command
+/// queues.
+pub fn otp_key_for_command(settings: &Settings, c: &mut AnyConnection) -> anyhow::Result<Vec<u8>> {
+    let configured = settings.secrets.otp_key.expose_secret().as_bytes().to_vec();
+    let key = if configured.is_empty() {
+        generated_key(c, "otp_key").context("cannot load the generated development key otp_key")?
+    } else {
+        configured
+    };
+    checked_length("otp_key", key)
 }
 
 impl Keys {

@@ -27,6 +27,24 @@ pub enum PasswordPolicyError {
     NoUppercase,
     #[error("Password must contain at least one digit")]
     NoDigit,
+    #[error("Password is too common")]
+    TooCommon,
+}
+
+/// zxcvbn's estimate below which a password counts as well known: fewer than a million
+/// guesses (zxcvbn score 0 or 1). That is where the breached-password lists it ships (and
+/// their capitalised, l33t, reversed and digit-suffixed variants), common words, names,
+/// keyboard walks, sequences and repeats land; `Password1`, `Passw0rd`, `Qwerty123` all do.
+const COMMON_BELOW_GUESSES_LOG10: f64 = 6.0;
+
+/// Longer passwords are not looked up: no list holds them, and zxcvbn's matching grows
+/// faster than linearly with the length.
+const COMMON_CHECK_MAX_CHARS: usize = 64;
+
+/// True when the password is one of the well-known ones an attacker tries first.
+fn is_common(raw: &str) -> bool {
+    raw.chars().count() <= COMMON_CHECK_MAX_CHARS
+        && zxcvbn::zxcvbn(raw, &[]).guesses_log10() < COMMON_BELOW_GUESSES_LOG10
 }
 
 /// A password that satisfies the policy. Its value is never printed.
@@ -52,6 +70,9 @@ impl Password {
         }
         if !raw.chars().any(|c| c.is_ascii_digit()) {
             return Err(PasswordPolicyError::NoDigit);
+        }
+        if is_common(raw) {
+            return Err(PasswordPolicyError::TooCommon);
         }
         Ok(Self(raw.to_owned()))
     }
@@ -247,6 +268,55 @@ mod tests {
         let long = format!("Aa1{}", "x".repeat(254));
         assert_eq!(Password::parse(&long).unwrap_err(), TooLong);
         assert!(Password::parse(&format!("Aa1{}", "x".repeat(253))).is_ok());
+    }
+
+    #[test]
+    fn well_known_passwords_that_pass_the_character_rules_are_too_common() {
+        for pw in [
+            "Password1",
+            "Passw0rd",
+            "Qwerty123",
+            "Welcome1",
+            "Letmein1",
+            "Iloveyou1",
+            "Abc12345",
+            "Password123",
+            "P@ssw0rd1",
+        ] {
+            assert_eq!(
+                Password::parse(pw).unwrap_err(),
+                PasswordPolicyError::TooCommon,
+                "{pw:?}"
+            );
+        }
+        assert_eq!(
+            PasswordPolicyError::TooCommon.to_string(),
+            "Password is too common"
+        );
+    }
+
+    #[test]
+    fn the_character_rules_come_before_the_common_check() {
+        // "password" is the most common of all, but it is first of all too short, then has no
+        // uppercase letter, then no digit.
+        use PasswordPolicyError::*;
+        assert_eq!(Password::parse("passwor").unwrap_err(), TooShort);
+        assert_eq!(Password::parse("password1").unwrap_err(), NoUppercase);
+        assert_eq!(Password::parse("Password").unwrap_err(), NoDigit);
+    }
+
+    #[test]
+    fn uncommon_passwords_pass() {
+        for pw in [
+            "Correct1horse",
+            "Brand2newpass",
+            "Third3pass",
+            "Other1horse",
+            "Xk9mQ2pLw",
+            format!("Aa1{}", "x".repeat(253)).as_str(),
+        ] {
+            assert!(Password::parse(pw).is_ok(), "{pw:?}");
+        }
     }
 
     #[test]

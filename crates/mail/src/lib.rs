@@ -14,6 +14,7 @@ pub use compose::ComposeError;
 pub use forbidden::ForbiddenDomains;
 pub use kind::MailKind;
 pub use mailer::{
-    render_mail, sample_vars, Drain, Mailer, MailerError, PreparedMail, Render, RenderError, Wake,
+    prepare_mail, render_mail, sample_vars, Drain, Mailer, MailerError, PreparedMail, Render,
+    RenderError, Wake,
 };
 pub use seal::{Envelope, Sealer};

@@ -297,24 +297,44 @@ impl Handler<Render> for Mailer {
             .origins
             .get(&msg.origin)
             .ok_or(RenderError::UnknownOrigin)?;
-        let (envelope, language) = render_mail(
+        prepare_mail(
             &self.shared.catalog,
+            &self.shared.sealer,
             &msg.origin,
             &rt.settings,
             msg.kind,
             msg.language.as_deref(),
             &msg.to,
             msg.vars,
-        )?;
-        Ok(PreparedMail {
-            origin: msg.origin,
-            kind: msg.kind,
-            backend: rt.backend.name(),
-            recipient_masked: msg.to.masked(),
-            payload: self.shared.sealer.seal(&envelope),
-            language,
-        })
+        )
     }
+}
+
+/// Renders, composes and seals one mail for the outbox: what the Mailer answers to [`Render`],
+/// for callers that have no Mailer running (the CLI's `user set-password`).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the Render message's fields plus the two things a Mailer holds"
+)]
+pub fn prepare_mail(
+    catalog: &Catalog,
+    sealer: &Sealer,
+    origin_name: &str,
+    origin: &OriginSettings,
+    kind: MailKind,
+    language: Option<&str>,
+    to: &Email,
+    vars: serde_json::Value,
+) -> Result<PreparedMail, RenderError> {
+    let (envelope, language) = render_mail(catalog, origin_name, origin, kind, language, to, vars)?;
+    Ok(PreparedMail {
+        origin: origin_name.to_owned(),
+        kind,
+        backend: origin.backend.name(),
+        recipient_masked: to.masked(),
+        payload: sealer.seal(&envelope),
+        language,
+    })
 }
 
 /// Starts a delivery round now.

@@ -422,7 +422,8 @@ impl Sources {
             .list_separator(",")
             .with_list_parse_key("http.trusted_proxies")
             .with_list_parse_key("mail.forbidden_domains")
-            .with_list_parse_key("mail.allowed_domains");
+            .with_list_parse_key("mail.allowed_domains")
+            .with_list_parse_key("tokens.retired_signing_key_files");
         if let Some(map) = &self.env {
             env_source = env_source.source(Some(map.clone()));
         }
@@ -435,6 +436,18 @@ impl Sources {
             settings,
         })
     }
+}
+
+/// `database.url` as `config/default.toml` gives it.
+fn default_database_url() -> String {
+    config::Config::builder()
+        .add_source(config::File::from_str(
+            DEFAULT_TOML,
+            config::FileFormat::Toml,
+        ))
+        .build()
+        .and_then(|c| c.get_string("database.url"))
+        .unwrap_or_default()
 }
 
 fn read_secret_file(key: &str, path: &str) -> Result<SecretString, SettingsError> {
@@ -468,6 +481,11 @@ fn fold_file(key: &str, inline: &mut SecretString, file: &str) -> Result<(), Set
 impl Settings {
     fn resolve_files(&mut self) -> Result<(), SettingsError> {
         let db = &mut self.database;
+        // The embedded default URL is no choice of the operator's: a url_file replaces it
+        // (otherwise url_file could never be used without also emptying url).
+        if !db.url_file.is_empty() && db.url.expose_secret() == default_database_url() {
+            db.url = SecretString::from(String::new());
+        }
         fold_file("database.url", &mut db.url, &db.url_file.clone())?;
         let s = &mut self.secrets;
         fold_file("secrets.otp_key", &mut s.otp_key, &s.otp_key_file.clone())?;

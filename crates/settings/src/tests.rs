@@ -264,6 +264,55 @@ fn production_without_secrets_is_refused_with_the_missing_keys_named() {
 }
 
 #[test]
+fn a_database_url_file_replaces_the_default_url_and_an_explicit_url_twice_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let url_file = dir.path().join("db-url");
+    std::fs::write(&url_file, "postgres://authd:pw@db.internal:5432/authd\n").unwrap();
+    let url_path = url_file.to_str().unwrap();
+    let loaded = sources(&[("AUTHD__DATABASE__URL_FILE", url_path)], None, dir.path())
+        .load()
+        .unwrap();
+    assert_eq!(
+        loaded.settings.database.url.expose_secret(),
+        "postgres://authd:pw@db.internal:5432/authd"
+    );
+    let msg = err_text(&sources(
+        &[
+            ("AUTHD__DATABASE__URL", "sqlite://./other.db"),
+            ("AUTHD__DATABASE__URL_FILE", url_path),
+        ],
+        None,
+        dir.path(),
+    ));
+    assert!(
+        msg.contains("database.url and database.url_file are both set"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn retired_signing_key_files_can_be_listed_in_an_environment_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let loaded = sources(
+        &[(
+            "AUTHD__TOKENS__RETIRED_SIGNING_KEY_FILES",
+            "/k/old1.pem,/k/old2.pem",
+        )],
+        None,
+        dir.path(),
+    )
+    .load()
+    .unwrap();
+    assert_eq!(
+        loaded.settings.tokens.retired_signing_key_files,
+        [
+            std::path::PathBuf::from("/k/old1.pem"),
+            std::path::PathBuf::from("/k/old2.pem")
+        ]
+    );
+}
+
+#[test]
 fn a_secret_given_twice_or_from_a_missing_file_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let msg = err_text(&sources(
