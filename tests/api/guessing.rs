@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use authd_tests::two_factor::assert_429;
+use authd_tests::two_factor::{assert_429, now_secs, other_code, totp_codes, STEP_SECS};
 use authd_tests::{both_dbs, metric_value, Db, Reply, TestApp};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -27,6 +27,7 @@ both_dbs!(
     ipv6_guessers_are_counted_per_slash_64,
     sixty_guesses_released_together_compare_one_code_at_most_max_attempts_times,
     codes_mailed_before_a_password_or_address_change_stop_working,
+    each_backoff_waits_no_longer_than_its_max_wait_secs,
 );
 
 /// A server behind a trusted proxy at 127.0.0.1, with these extra settings.
@@ -496,4 +497,82 @@ async fn codes_mailed_before_a_password_or_address_change_stop_working(db: Db) {
     app.reset_validate("ann.new@example.org", &reset)
         .await
         .assert_error(401, "OTP_INVALID_EXPIRED");
+}
+
+/// Two wrong guesses a little over a second apart, each followed by a refused one: with an
+/// initial wait of 1 s and a cap of 1 s, the second wait is 1 s, not the doubled 2 s.
+async fn assert_capped_at_one_second<F, Fut>(guess: F, too_many: &str)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Reply>,
+{
+    for round in 0..2 {
+        let first = guess().await;
+        assert_ne!(first.status, 429, "round {round}: {}", first.text);
+        let wait = assert_429(&guess().await, too_many);
+        assert_eq!(wait, 1, "round {round}: the wait is capped at 1 s");
+        actix_rt::time::sleep(std::time::Duration::from_millis(1100)).await;
+    }
+}
+
+async fn each_backoff_waits_no_longer_than_its_max_wait_secs(db: Db) {
+    // limits.emailed_code_backoff.max_wait_secs and limits.totp_backoff.max_wait_secs.
+    let app = TestApp::spawn_with(
+        db,
+        &[
+            ("AUTHD__LIMITS__EMAILED_CODE_BACKOFF__FREE_FAILURES", "1"),
+            (
+                "AUTHD__LIMITS__EMAILED_CODE_BACKOFF__INITIAL_WAIT_SECS",
+                "1",
+            ),
+            ("AUTHD__LIMITS__EMAILED_CODE_BACKOFF__MAX_WAIT_SECS", "1"),
+            ("AUTHD__LIMITS__TOTP_BACKOFF__FREE_FAILURES", "1"),
+            ("AUTHD__LIMITS__TOTP_BACKOFF__INITIAL_WAIT_SECS", "1"),
+            ("AUTHD__LIMITS__TOTP_BACKOFF__MAX_WAIT_SECS", "1"),
+        ],
+    )
+    .await;
+    app.create_user(ANN, PASSWORD).await;
+    let code = reset_code(&app, ANN).await;
+    let bad = wrong(&code);
+    assert_capped_at_one_second(|| app.reset_validate(ANN, &bad), "TOO_MANY_OTP_CHECKS").await;
+
+    let access = app.login_access(ANN, PASSWORD).await;
+    let (url, res) = app.turn_on_totp(&access, &access).await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    let t = now_secs();
+    let bad = other_code(&totp_codes(
+        &url,
+        &[
+            t - 2 * STEP_SECS,
+            t - STEP_SECS,
+            t,
+            t + STEP_SECS,
+            t + 2 * STEP_SECS,
+        ],
+    ));
+    assert_capped_at_one_second(
+        || app.totp_authenticate(&access, &bad),
+        "TOO_MANY_TOTP_CHECKS",
+    )
+    .await;
+    drop(app);
+
+    // limits.account_ceiling.max_wait_secs (the network backoff opened wide).
+    let app = TestApp::spawn_with(
+        db,
+        &[
+            ("AUTHD__LIMITS__PASSWORD_BACKOFF__FREE_FAILURES", "1000"),
+            ("AUTHD__LIMITS__ACCOUNT_CEILING__MAX_FAILURES", "1"),
+            ("AUTHD__LIMITS__ACCOUNT_CEILING__INITIAL_WAIT_SECS", "1"),
+            ("AUTHD__LIMITS__ACCOUNT_CEILING__MAX_WAIT_SECS", "1"),
+        ],
+    )
+    .await;
+    app.create_user(ANN, PASSWORD).await;
+    assert_capped_at_one_second(
+        || app.login(ANN, "Wrong1horse"),
+        "TOO_MANY_FAILED_PASSWORD_CHECKS",
+    )
+    .await;
 }
