@@ -14,7 +14,7 @@ pub use compose::ComposeError;
 pub use forbidden::ForbiddenDomains;
 pub use kind::MailKind;
 pub use mailer::{
-    render_mail, sample_vars, send_with_timeout, Drain, Mailer, MailerError, PreparedMail, Render,
-    RenderError, Wake,
+    render_delivery_test, render_mail, sample_vars, send_with_timeout, Drain, Mailer, MailerError,
+    PreparedMail, Render, RenderError, Wake,
 };
 pub use seal::{Envelope, Sealer};

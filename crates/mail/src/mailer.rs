@@ -272,6 +272,32 @@ pub fn render_mail(
     Ok((envelope, parts.language))
 }
 
+/// The operator's test mail for an origin (`authd mail test`), in the origin's default
+/// language.
+pub fn render_delivery_test(
+    catalog: &Catalog,
+    origin_name: &str,
+    origin: &OriginSettings,
+    to: &Email,
+) -> Result<crate::Envelope, RenderError> {
+    let vars = serde_json::json!({
+        "product_name": origin.product_name,
+        "email": to.as_str(),
+    });
+    let parts = catalog.render_delivery_test(
+        origin_name,
+        &origin.default_language,
+        &origin.default_language,
+        &vars,
+    )?;
+    Ok(compose(
+        &origin.from,
+        &origin.reply_to,
+        to.as_str(),
+        &parts,
+    )?)
+}
+
 /// Example values for every variable a kind's templates may use, for previews and checks.
 pub fn sample_vars(kind: MailKind) -> serde_json::Value {
     match kind {
