@@ -9,6 +9,7 @@ mod config;
 mod email_transfer;
 mod errors;
 mod ip_budgets;
+mod mail_auth;
 mod mail_backends;
 mod metrics;
 mod notices;
