@@ -524,7 +524,8 @@ fn track_streak(
         return;
     };
     match result {
-        Err(e) if e.reason.is_backend_fault() => match streaks.get_mut(origin) {
+        // A permanent local fault (an unreadable queued mail) concerns that mail only.
+        Err(e) if e.reason.is_backend_fault() && !e.permanent => match streaks.get_mut(origin) {
             Some(streak) => streak.failures += 1,
             None => {
                 tracing::warn!(
