@@ -13,6 +13,7 @@ mod ensure_services;
 mod errors;
 mod guessing;
 mod ip_budgets;
+mod mail_auth;
 mod mail_backends;
 mod metrics;
 mod notices;

@@ -83,6 +83,81 @@ fn greets(port: u16) -> bool {
     greeted
 }
 
+/// How a test relay behaves, beyond storing what it accepts.
+#[derive(Debug, Clone, Default)]
+pub struct SmtpOptions {
+    /// Milliseconds the server takes to answer each message (a slow relay); 0 for none.
+    pub slow_ms: u64,
+    /// Store the message before that wait rather than after it: the mail has arrived, its
+    /// `250` has not (a sender that dies now has delivered without knowing it).
+    pub store_first: bool,
+    /// Require AUTH (PLAIN or LOGIN, over plain text) with this username and password: until
+    /// a client logs in, `MAIL` gets `530`; wrong credentials get `535`.
+    pub auth: Option<(String, String)>,
+}
+
+/// The relay behind [`SmtpOptions`] (aiosmtpd's `SMTP` with a `Mailbox` handler), for the
+/// options `python3 -m aiosmtpd` has no flag for. It logs the whole SMTP dialogue (aiosmtpd
+/// masks AUTH payloads itself) and one `relay: AUTH ...` line per login attempt.
+const RELAY_PY: &str = r#"import asyncio
+import errno
+import logging
+import sys
+
+from aiosmtpd.handlers import Mailbox
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+
+port, maildir, delay_ms, store_first, user, password = sys.argv[1:7]
+delay = int(delay_ms) / 1000.0
+store_first = store_first == "1"
+logging.basicConfig(level=logging.DEBUG, format="%(name)s %(message)s", stream=sys.stdout)
+
+
+class Relay(Mailbox):
+    async def handle_DATA(self, server, session, envelope):
+        if store_first:
+            answer = await super().handle_DATA(server, session, envelope)
+            await asyncio.sleep(delay)
+            return answer
+        await asyncio.sleep(delay)
+        return await super().handle_DATA(server, session, envelope)
+
+
+def authenticator(server, session, envelope, mechanism, auth_data):
+    ok = (
+        isinstance(auth_data, LoginPassword)
+        and auth_data.login.decode() == user
+        and auth_data.password.decode() == password
+    )
+    login = auth_data.login.decode() if isinstance(auth_data, LoginPassword) else "?"
+    print(f"relay: AUTH {mechanism} user={login} {'accepted' if ok else 'refused'}", flush=True)
+    # handled=False: aiosmtpd answers the refusal with 535 itself.
+    return AuthResult(success=ok, handled=False)
+
+
+def factory():
+    if user:
+        return SMTP(Relay(maildir), hostname="relay.test", auth_required=True,
+                    auth_require_tls=False, authenticator=authenticator)
+    return SMTP(Relay(maildir), hostname="relay.test")
+
+
+async def main():
+    loop = asyncio.get_running_loop()
+    try:
+        server = await loop.create_server(factory, host="127.0.0.1", port=int(port))
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            print("Address already in use", flush=True)
+        raise
+    print(f"relay: listening on 127.0.0.1:{port}", flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+asyncio.run(main())
+"#;
+
 /// A real SMTP server (aiosmtpd with its `Mailbox` handler) on 127.0.0.1 that stores every
 /// message it accepts in a maildir.
 #[derive(Debug)]
@@ -91,8 +166,7 @@ pub struct SmtpServer {
     dir: tempfile::TempDir,
     child: Option<Child>,
     paused: bool,
-    /// Milliseconds the server takes to accept each message (a slow relay); 0 for none.
-    slow_ms: u64,
+    options: SmtpOptions,
 }
 
 impl SmtpServer {
@@ -104,13 +178,28 @@ impl SmtpServer {
     /// Like [`SmtpServer::start`], for a relay that takes `ms` milliseconds to accept each
     /// message.
     pub fn start_slow(ms: u64) -> Self {
+        Self::start_with(SmtpOptions {
+            slow_ms: ms,
+            ..SmtpOptions::default()
+        })
+    }
+
+    /// A relay that accepts mail only after AUTH with `username` and `password`.
+    pub fn start_with_auth(username: &str, password: &str) -> Self {
+        Self::start_with(SmtpOptions {
+            auth: Some((username.to_owned(), password.to_owned())),
+            ..SmtpOptions::default()
+        })
+    }
+
+    pub fn start_with(options: SmtpOptions) -> Self {
         require_aiosmtpd();
         let mut server = Self {
             port: 0,
             dir: tempfile::tempdir().expect("temp dir for the SMTP server"),
             child: None,
             paused: false,
-            slow_ms: ms,
+            options,
         };
         // Another test may take the port between our check and the server's bind: then try
         // another one.
@@ -146,14 +235,30 @@ impl SmtpServer {
             .append(true)
             .open(self.log_path())
             .expect("SMTP server log file");
-        let handler = if self.slow_ms > 0 {
+        let o = &self.options;
+        if o.auth.is_some() || o.store_first {
+            let script = self.dir.path().join("relay.py");
+            std::fs::write(&script, RELAY_PY).expect("relay script");
+            let (user, password) = o.auth.clone().unwrap_or_default();
+            let mut cmd = Command::new(PYTHON);
+            cmd.arg(&script)
+                .arg(self.port.to_string())
+                .arg(self.maildir())
+                .arg(o.slow_ms.to_string())
+                .arg(if o.store_first { "1" } else { "0" })
+                .arg(user)
+                .arg(password)
+                .env("PYTHONUNBUFFERED", "1");
+            return self.run_and_wait(cmd, log);
+        }
+        let handler = if self.options.slow_ms > 0 {
             std::fs::write(
                 self.dir.path().join("slow_relay.py"),
                 format!(
                     "import asyncio\nfrom aiosmtpd.handlers import Mailbox\n\n\
                      class Slow(Mailbox):\n    async def handle_DATA(self, server, session, envelope):\n        \
                      await asyncio.sleep({})\n        return await super().handle_DATA(server, session, envelope)\n",
-                    self.slow_ms as f64 / 1000.0
+                    self.options.slow_ms as f64 / 1000.0
                 ),
             )
             .expect("slow relay handler");
@@ -161,12 +266,18 @@ impl SmtpServer {
         } else {
             "aiosmtpd.handlers.Mailbox"
         };
-        let child = Command::new(PYTHON)
-            .args(["-m", "aiosmtpd", "-n", "-l"])
+        let mut cmd = Command::new(PYTHON);
+        cmd.args(["-m", "aiosmtpd", "-n", "-l"])
             .arg(format!("127.0.0.1:{}", self.port))
             .args(["-c", handler])
             .arg(self.maildir())
-            .env("PYTHONPATH", self.dir.path())
+            .env("PYTHONPATH", self.dir.path());
+        self.run_and_wait(cmd, log)
+    }
+
+    /// Starts the server command with its output in `log` and waits for its greeting.
+    fn run_and_wait(&mut self, mut cmd: Command, log: std::fs::File) -> Result<(), String> {
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file handle"))
             .stderr(log)
@@ -232,6 +343,12 @@ impl SmtpServer {
     pub fn stop(&mut self) {
         assert!(self.child.is_some(), "the SMTP server is not running");
         self.kill_child();
+    }
+
+    /// Changes the credentials the relay accepts from its next (re)start on.
+    pub fn set_auth(&mut self, username: &str, password: &str) {
+        assert!(self.child.is_none(), "stop the SMTP server first");
+        self.options.auth = Some((username.to_owned(), password.to_owned()));
     }
 
     /// Starts the server again on the same port, keeping the messages received so far.
@@ -463,6 +580,7 @@ pub fn create_user(program: &str, db_url: &str, email: &str, password: &str) {
 pub struct AuthdProcess {
     child: Option<Child>,
     port: u16,
+    metrics_port: Option<u16>,
     log: Arc<Mutex<String>>,
     reader: Option<std::thread::JoinHandle<()>>,
     client: reqwest::Client,
@@ -519,9 +637,9 @@ impl AuthdProcess {
                 let mut tx = Some(tx);
                 for line in BufReader::new(stderr).lines() {
                     let Ok(line) = line else { break };
-                    if let Some(port) = serving_port(&line) {
+                    if let Some(ports) = serving_ports(&line) {
                         if let Some(tx) = tx.take() {
-                            let _ = tx.send(port);
+                            let _ = tx.send(ports);
                         }
                     }
                     if let Ok(mut log) = log.lock() {
@@ -531,8 +649,8 @@ impl AuthdProcess {
                 }
             })
         };
-        let port = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(port) => port,
+        let (port, metrics_port) = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(ports) => ports,
             Err(_) => {
                 let _ = child.kill();
                 let status = child.wait().ok();
@@ -548,6 +666,7 @@ impl AuthdProcess {
         Self {
             child: Some(child),
             port,
+            metrics_port,
             log,
             reader: Some(reader),
             client,
@@ -561,6 +680,19 @@ impl AuthdProcess {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The process's Prometheus exposition (`/metrics` on its metrics listener).
+    pub async fn metrics(&self) -> String {
+        let port = self.metrics_port.expect("authd runs with metrics enabled");
+        let res = self
+            .client
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .send()
+            .await
+            .expect("metrics reach authd");
+        assert_eq!(res.status(), 200);
+        res.text().await.expect("metrics body")
     }
 
     /// Everything the process has written to stderr so far.
@@ -636,12 +768,18 @@ impl Drop for AuthdProcess {
     }
 }
 
-/// The port of the start-up log line (`"message": "authd is serving"`, JSON format).
-fn serving_port(line: &str) -> Option<u16> {
+/// The HTTP and metrics ports of the start-up log line (`"message": "authd is serving"`, JSON
+/// format).
+fn serving_ports(line: &str) -> Option<(u16, Option<u16>)> {
     let v: Value = serde_json::from_str(line).ok()?;
     let fields = v.get("fields").unwrap_or(&v);
     if fields.get("message")?.as_str()? != "authd is serving" {
         return None;
     }
-    u16::try_from(fields.get("port")?.as_u64()?).ok()
+    let port = u16::try_from(fields.get("port")?.as_u64()?).ok()?;
+    let metrics_port = fields
+        .get("metrics_port")
+        .and_then(Value::as_u64)
+        .and_then(|p| u16::try_from(p).ok());
+    Some((port, metrics_port))
 }

@@ -68,6 +68,17 @@ pub enum MailCommand {
     },
     /// Put dead mails back in the queue (after fixing what killed them).
     RequeueDead,
+    /// Send a test mail through an origin's backend now (not through the outbox) and print
+    /// what happened: the SMTP server's final answer, the file written, or the sendmail
+    /// program's exit status. Exits non-zero when the mail could not be handed on.
+    Test {
+        /// The origin whose sender and backend to use.
+        #[arg(long)]
+        origin: String,
+        /// The recipient.
+        #[arg(long)]
+        to: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -387,4 +398,66 @@ pub fn mail_requeue_dead(settings: &Settings) -> anyhow::Result<String> {
     let mut conn = store.conn()?;
     let n = authd_store::outbox::requeue_dead(&mut conn, chrono::Utc::now().timestamp_millis())?;
     Ok(format!("requeued {n} dead mail(s)"))
+}
+
+/// `authd mail test`: renders the `delivery_test` mail and hands it to the origin's backend at
+/// once, bounded by `mail.send_timeout_secs`. On failure the error names the reason
+/// (auth, connect, timeout, ...) and the server's answer.
+pub fn mail_test(settings: &Settings, origin: &str, to: &str) -> anyhow::Result<String> {
+    let Some(o) = settings.origin(origin) else {
+        let known: Vec<&str> = settings
+            .origins
+            .iter()
+            .filter(|(_, o)| o.enabled)
+            .map(|(n, _)| n.as_str())
+            .collect();
+        bail!(
+            "no enabled origin named {origin:?}; configured: {}",
+            known.join(", ")
+        );
+    };
+    let to = email(to)?;
+    let catalog = crate::load_catalog(settings)?;
+    let envelope = authd_mail::render_delivery_test(&catalog, origin, o, &to)?;
+    let backend_settings = o
+        .backend()
+        .ok_or_else(|| anyhow!("origin {origin:?}: its backend has no settings table"))?;
+    let mail = authd_mail::Outgoing {
+        id: 0,
+        created_at_ms: chrono::Utc::now().timestamp_millis(),
+        envelope,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    // The backend lives and dies inside the runtime: an SMTP pool closes its connections
+    // from a task it spawns when dropped.
+    let (name, sent) = runtime.block_on(async {
+        let backend = authd_mail::backend::build(backend_settings)?;
+        let sent =
+            authd_mail::send_with_timeout(backend.as_ref(), &mail, settings.mail.send_timeout_secs)
+                .await;
+        let name = backend.name();
+        drop(backend);
+        tokio::task::yield_now().await;
+        Ok::<_, anyhow::Error>((name, sent))
+    })?;
+    match sent {
+        Ok(delivered) => Ok(format!(
+            "origin {origin}: test mail to {} handed to the {name} backend\n{}",
+            to.masked(),
+            delivered.detail
+        )),
+        Err(e) => bail!(
+            "origin {origin}: the {name} backend failed ({}, {}): {}",
+            e.reason.as_str(),
+            if e.permanent {
+                "permanent: a queued mail would be given up"
+            } else {
+                "transient: a queued mail would be retried"
+            },
+            e.message
+        ),
+    }
 }

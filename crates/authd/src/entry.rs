@@ -60,6 +60,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Mail(MailCommand::Test { origin, to }) => {
+            println!("{}", crate::cli::mail_test(&loaded.settings, &origin, &to)?);
+            Ok(())
+        }
         Command::Mail(MailCommand::RequeueDead) => {
             println!("{}", crate::cli::mail_requeue_dead(&loaded.settings)?);
             Ok(())

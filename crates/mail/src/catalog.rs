@@ -46,6 +46,9 @@ pub struct RenderedParts {
     pub language: String,
 }
 
+/// The template folder of the operator's test mail.
+const DELIVERY_TEST: &str = "delivery_test";
+
 #[derive(Debug)]
 pub struct Catalog {
     tera: Tera,
@@ -103,12 +106,23 @@ impl Catalog {
         language: &str,
         origin_default: &str,
     ) -> Option<(String, String)> {
+        self.resolve_folder(origin, kind.as_str(), language, origin_default)
+    }
+
+    /// [`Self::resolve`] for a template folder by name.
+    fn resolve_folder(
+        &self,
+        origin: &str,
+        folder: &str,
+        language: &str,
+        origin_default: &str,
+    ) -> Option<(String, String)> {
         let mut langs = vec![language, origin_default, self.default_language.as_str()];
         langs.dedup();
         for lang in langs {
             for prefix in [
-                format!("origins/{origin}/{}/{lang}", kind.as_str()),
-                format!("{}/{lang}", kind.as_str()),
+                format!("origins/{origin}/{folder}/{lang}"),
+                format!("{folder}/{lang}"),
             ] {
                 if self.has_set(&prefix) {
                     return Some((prefix, lang.to_owned()));
@@ -127,10 +141,33 @@ impl Catalog {
         origin_default: &str,
         vars: &T,
     ) -> Result<RenderedParts, TemplateError> {
+        self.render_folder(origin, kind.as_str(), language, origin_default, vars)
+    }
+
+    /// The operator's test mail (`authd mail test`): the `delivery_test` folder, which is no
+    /// [`MailKind`] (it is never queued) and may exist in one language only.
+    pub fn render_delivery_test<T: Serialize>(
+        &self,
+        origin: &str,
+        language: &str,
+        origin_default: &str,
+        vars: &T,
+    ) -> Result<RenderedParts, TemplateError> {
+        self.render_folder(origin, DELIVERY_TEST, language, origin_default, vars)
+    }
+
+    fn render_folder<T: Serialize>(
+        &self,
+        origin: &str,
+        folder: &'static str,
+        language: &str,
+        origin_default: &str,
+        vars: &T,
+    ) -> Result<RenderedParts, TemplateError> {
         let (prefix, lang) = self
-            .resolve(origin, kind, language, origin_default)
+            .resolve_folder(origin, folder, language, origin_default)
             .ok_or_else(|| TemplateError::Missing {
-                kind: kind.as_str(),
+                kind: folder,
                 language: language.to_owned(),
             })?;
         let mut ctx = Context::from_serialize(vars).map_err(|e| TemplateError::Render {

@@ -32,6 +32,18 @@ pub fn check_addresses(from: &str, reply_to: &str) -> Result<(), ComposeError> {
     Ok(())
 }
 
+/// A new Message-ID on the sender's domain (`<random@example.org>`), not this host's name: it
+/// is made once, when the mail is rendered for the outbox, and travels inside the queued
+/// message, so every delivery attempt of one outbox row (a retry, or a re-send after a crash
+/// took the result with it) carries the same Message-ID and receivers can drop duplicates.
+fn message_id(from: &Mailbox) -> String {
+    format!(
+        "<{}@{}>",
+        uuid::Uuid::new_v4().simple(),
+        from.email.domain()
+    )
+}
+
 pub fn compose(
     from: &str,
     reply_to: &str,
@@ -50,11 +62,12 @@ pub fn compose(
                 field: "to",
                 cause: e.to_string(),
             })?;
+    let message_id = message_id(&from);
     let mut builder = Message::builder()
         .from(from)
         .to(to)
         .subject(parts.subject.clone())
-        .message_id(None);
+        .message_id(Some(message_id));
     if !reply_to.is_empty() {
         let reply: Mailbox = reply_to
             .parse()

@@ -8,13 +8,13 @@ mod kind;
 mod mailer;
 mod seal;
 
-pub use backend::{MailBackend, SendError};
+pub use backend::{Delivered, FailureReason, MailBackend, Outgoing, SendError};
 pub use catalog::{Catalog, RenderedParts, TemplateError};
 pub use compose::ComposeError;
 pub use forbidden::ForbiddenDomains;
 pub use kind::MailKind;
 pub use mailer::{
-    prepare_mail, render_mail, sample_vars, Drain, Mailer, MailerError, PreparedMail, Render,
-    RenderError, Wake,
+    prepare_mail, render_delivery_test, render_mail, sample_vars, send_with_timeout, Drain,
+    Mailer, MailerError, PreparedMail, Render, RenderError, Wake,
 };
 pub use seal::{Envelope, Sealer};

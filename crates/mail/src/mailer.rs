@@ -9,8 +9,8 @@
 //! A round claims due outbox rows (leased, so other processes skip them), sends them with
 //! bounded concurrency, and marks each sent, retry-at (exponential backoff with jitter) or dead.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -22,7 +22,7 @@ use futures_util::StreamExt;
 use rand::Rng;
 use tokio::sync::oneshot;
 
-use crate::backend::{self, MailBackend, Outgoing};
+use crate::backend::{self, Delivered, FailureReason, MailBackend, Outgoing};
 use crate::catalog::{Catalog, TemplateError};
 use crate::compose::{check_addresses, compose, ComposeError};
 use crate::seal::Sealer;
@@ -49,6 +49,16 @@ struct Shared {
     cfg: MailSettings,
     /// Identifies this process's leases in the outbox.
     worker: String,
+    /// Origins whose backend is failing right now, so a failing relay is logged once when the
+    /// failures begin and once when they end, not once per mail.
+    streaks: Mutex<HashMap<String, Streak>>,
+}
+
+/// A run of backend failures (auth, connect, timeout, local) of one origin.
+#[derive(Debug)]
+struct Streak {
+    failures: u64,
+    since_ms: i64,
 }
 
 pub struct Mailer {
@@ -108,6 +118,7 @@ impl Mailer {
             store,
             cfg: cfg.clone(),
             worker: uuid::Uuid::new_v4().simple().to_string(),
+            streaks: Mutex::new(HashMap::new()),
         };
         Ok(Self {
             shared: Arc::new(shared),
@@ -123,6 +134,10 @@ impl Mailer {
     fn register_metrics(&self) {
         for (origin, rt) in &self.shared.origins {
             let backend = rt.backend.name();
+            for reason in FailureReason::ALL {
+                metrics::counter!(names::MAIL_BACKEND_FAILURES_TOTAL, "origin" => origin.clone(), "reason" => reason.as_str())
+                    .absolute(0);
+            }
             for kind in MailKind::ALL {
                 let (o, k) = (origin.clone(), kind.as_str());
                 metrics::counter!(names::MAIL_SENT_TOTAL, "origin" => o.clone(), "backend" => backend, "kind" => k).absolute(0);
@@ -255,6 +270,32 @@ pub fn render_mail(
     })?;
     let envelope = compose(&origin.from, &origin.reply_to, to.as_str(), &parts)?;
     Ok((envelope, parts.language))
+}
+
+/// The operator's test mail for an origin (`authd mail test`), in the origin's default
+/// language.
+pub fn render_delivery_test(
+    catalog: &Catalog,
+    origin_name: &str,
+    origin: &OriginSettings,
+    to: &Email,
+) -> Result<crate::Envelope, RenderError> {
+    let vars = serde_json::json!({
+        "product_name": origin.product_name,
+        "email": to.as_str(),
+    });
+    let parts = catalog.render_delivery_test(
+        origin_name,
+        &origin.default_language,
+        &origin.default_language,
+        &vars,
+    )?;
+    Ok(compose(
+        &origin.from,
+        &origin.reply_to,
+        to.as_str(),
+        &parts,
+    )?)
 }
 
 /// Example values for every variable a kind's templates may use, for previews and checks.
@@ -432,12 +473,13 @@ async fn update_gauges(shared: &Arc<Shared>) {
 struct Outcome {
     row: outbox::Claimed,
     backend: &'static str,
-    result: Result<(), crate::SendError>,
+    result: Result<Delivered, crate::SendError>,
 }
 
 async fn deliver_one(shared: &Arc<Shared>, row: outbox::Claimed) -> Outcome {
     let Some(rt) = shared.origins.get(&row.origin) else {
         let result = Err(crate::SendError::permanent(
+            FailureReason::Local,
             "origin is no longer configured",
         ));
         return Outcome {
@@ -450,12 +492,12 @@ async fn deliver_one(shared: &Arc<Shared>, row: outbox::Claimed) -> Outcome {
     let opened = row
         .payload
         .as_deref()
-        .ok_or_else(|| crate::SendError::permanent("payload missing"))
+        .ok_or_else(|| crate::SendError::permanent(FailureReason::Local, "payload missing"))
         .and_then(|p| {
             shared
                 .sealer
                 .open(p)
-                .map_err(|e| crate::SendError::permanent(e.to_string()))
+                .map_err(|e| crate::SendError::permanent(FailureReason::Local, e.to_string()))
         });
     let result = match opened {
         Ok(envelope) => {
@@ -464,13 +506,7 @@ async fn deliver_one(shared: &Arc<Shared>, row: outbox::Claimed) -> Outcome {
                 created_at_ms: row.created_at_ms,
                 envelope,
             };
-            let send = rt.backend.send(&mail);
-            match tokio::time::timeout(Duration::from_secs(shared.cfg.send_timeout_secs), send)
-                .await
-            {
-                Ok(r) => r,
-                Err(_) => Err(crate::SendError::transient("send timed out")),
-            }
+            send_with_timeout(rt.backend.as_ref(), &mail, shared.cfg.send_timeout_secs).await
         }
         Err(e) => Err(e),
     };
@@ -478,6 +514,68 @@ async fn deliver_one(shared: &Arc<Shared>, row: outbox::Claimed) -> Outcome {
         row,
         backend,
         result,
+    }
+}
+
+/// One send, bounded by `mail.send_timeout_secs`: a send that hangs counts as a timeout.
+pub async fn send_with_timeout(
+    backend: &dyn MailBackend,
+    mail: &Outgoing,
+    timeout_secs: u64,
+) -> Result<Delivered, crate::SendError> {
+    match tokio::time::timeout(Duration::from_secs(timeout_secs), backend.send(mail)).await {
+        Ok(r) => r,
+        Err(_) => Err(crate::SendError::transient(
+            FailureReason::Timeout,
+            format!("send timed out after {timeout_secs} s (mail.send_timeout_secs)"),
+        )),
+    }
+}
+
+/// Logs the start and the end of a run of backend failures of an origin, once each.
+fn track_streak(
+    shared: &Shared,
+    origin: &str,
+    backend: &str,
+    result: &Result<Delivered, crate::SendError>,
+    now: i64,
+) {
+    let Ok(mut streaks) = shared.streaks.lock() else {
+        return;
+    };
+    match result {
+        // A permanent local fault (an unreadable queued mail) concerns that mail only.
+        Err(e) if e.reason.is_backend_fault() && !e.permanent => match streaks.get_mut(origin) {
+            Some(streak) => streak.failures += 1,
+            None => {
+                tracing::warn!(
+                    origin,
+                    backend,
+                    reason = e.reason.as_str(),
+                    cause = %e.message,
+                    "mail backend is failing; its mails stay queued and are retried (logged once until it recovers)"
+                );
+                streaks.insert(
+                    origin.to_owned(),
+                    Streak {
+                        failures: 1,
+                        since_ms: now,
+                    },
+                );
+            }
+        },
+        // The backend answered (a delivery, or a verdict on one mail): it works again.
+        _ => {
+            if let Some(streak) = streaks.remove(origin) {
+                tracing::info!(
+                    origin,
+                    backend,
+                    failures = streak.failures,
+                    failing_for_ms = (now - streak.since_ms).max(0),
+                    "mail backend recovered"
+                );
+            }
+        }
     }
 }
 
@@ -504,8 +602,9 @@ async fn record(shared: &Arc<Shared>, outcomes: Vec<Outcome>) {
         let id = row.id;
         let kind = MailKind::parse(&row.kind).map_or("unknown", MailKind::as_str);
         let origin = row.origin.clone();
+        track_streak(shared, &origin, backend, &result, now);
         let mark = match result {
-            Ok(()) => {
+            Ok(_) => {
                 metrics::counter!(names::MAIL_SENT_TOTAL, "origin" => origin, "backend" => backend, "kind" => kind)
                     .increment(1);
                 metrics::histogram!(names::MAIL_DELIVERY_SECONDS)
@@ -515,6 +614,8 @@ async fn record(shared: &Arc<Shared>, outcomes: Vec<Outcome>) {
             }
             Err(e) => {
                 let permanent = if e.permanent { "true" } else { "false" };
+                metrics::counter!(names::MAIL_BACKEND_FAILURES_TOTAL, "origin" => origin.clone(), "reason" => e.reason.as_str())
+                    .increment(1);
                 metrics::counter!(names::MAIL_FAILURES_TOTAL, "origin" => origin, "backend" => backend, "kind" => kind, "permanent" => permanent)
                     .increment(1);
                 if e.permanent || row.attempts >= max_attempts {
@@ -522,7 +623,12 @@ async fn record(shared: &Arc<Shared>, outcomes: Vec<Outcome>) {
                     Mark::Dead { error: e.message }
                 } else {
                     let wait = backoff(&shared.cfg, row.attempts);
-                    tracing::warn!(outbox_id = id, kind, to = %row.recipient_masked, attempts = row.attempts, retry_in_ms = wait.as_millis() as u64, cause = %e.message, "mail delivery failed; will retry");
+                    if e.reason.is_backend_fault() {
+                        // Logged once per streak by track_streak.
+                        tracing::debug!(outbox_id = id, kind, to = %row.recipient_masked, attempts = row.attempts, reason = e.reason.as_str(), retry_in_ms = wait.as_millis() as u64, cause = %e.message, "mail delivery failed; will retry");
+                    } else {
+                        tracing::warn!(outbox_id = id, kind, to = %row.recipient_masked, attempts = row.attempts, reason = e.reason.as_str(), retry_in_ms = wait.as_millis() as u64, cause = %e.message, "mail delivery failed; will retry");
+                    }
                     let next_at_ms = now + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 2);
                     Mark::Retry {
                         next_at_ms,

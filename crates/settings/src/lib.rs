@@ -499,6 +499,21 @@ impl Settings {
             &mut s.signing_key,
             &s.signing_key_file.clone(),
         )?;
+        // The SMTP password of each origin that sends through SMTP (a table a layer left
+        // behind under another backend is ignored, like the rest of it).
+        for (name, o) in self.origins.iter_mut() {
+            if !o.enabled || o.backend != BackendKind::Smtp {
+                continue;
+            }
+            if let Some(smtp) = o.smtp.as_mut() {
+                let file = smtp.password_file.clone();
+                fold_file(
+                    &format!("origins.{name}.smtp.password"),
+                    &mut smtp.password,
+                    &file,
+                )?;
+            }
+        }
         Ok(())
     }
 
@@ -629,6 +644,23 @@ impl Settings {
                     key(o.backend.name()),
                     "the chosen backend needs this table",
                 ));
+            }
+            if let Some(Backend::Smtp(smtp)) = o.backend() {
+                // Credentials are all or nothing: a username with an empty password only
+                // shows up as 535 answers at the first mail, long after the start.
+                let has_password = !smtp.password.expose_secret().is_empty();
+                if !smtp.username.is_empty() && !has_password {
+                    return Err(invalid(
+                        key("smtp.password"),
+                        "smtp.username is set but no password is (give password or password_file)",
+                    ));
+                }
+                if smtp.username.is_empty() && has_password {
+                    return Err(invalid(
+                        key("smtp.username"),
+                        "a password is set but no username; authd authenticates only with both",
+                    ));
+                }
             }
             if *environment == Environment::Production && o.backend == BackendKind::File {
                 return Err(invalid(

@@ -403,3 +403,124 @@ fn production_refuses_the_file_backend() {
         "{msg}"
     );
 }
+
+/// An override file that makes the default origin send through an SMTP relay with `extra`
+/// keys in its smtp table.
+fn smtp_origin(dir: &Path, extra: &str) -> PathBuf {
+    let file = dir.join("smtp.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[origins.default]\nbackend = \"smtp\"\n\
+             smtp = {{ host = \"mail\", port = 25, tls = \"none\"{extra} }}\n"
+        ),
+    )
+    .unwrap();
+    file
+}
+
+fn smtp_of(s: &Settings) -> &SmtpSettings {
+    match s.origin("default").unwrap().backend() {
+        Some(Backend::Smtp(smtp)) => smtp,
+        other => panic!("expected smtp, got {other:?}"),
+    }
+}
+
+#[test]
+fn origins_smtp_password_file_is_read_with_its_trailing_newline_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("smtp-password");
+    std::fs::write(&secret, "relay-pass-42\n").unwrap();
+    let file = smtp_origin(
+        dir.path(),
+        &format!(
+            ", username = \"authd\", password_file = \"{}\"",
+            secret.display()
+        ),
+    );
+    let s = sources(&[], Some(&file), dir.path())
+        .load()
+        .unwrap()
+        .settings;
+    let smtp = smtp_of(&s);
+    assert_eq!(smtp.username, "authd");
+    assert_eq!(smtp.password.expose_secret(), "relay-pass-42");
+    // Given as an environment variable, the way deployments pass it, it is read too.
+    let s = sources(
+        &[(
+            "AUTHD__ORIGINS__DEFAULT__SMTP__PASSWORD_FILE",
+            secret.to_str().unwrap(),
+        )],
+        Some(&smtp_origin(dir.path(), ", username = \"authd\"")),
+        dir.path(),
+    )
+    .load()
+    .unwrap()
+    .settings;
+    assert_eq!(smtp_of(&s).password.expose_secret(), "relay-pass-42");
+    assert!(!format!("{s:?}").contains("relay-pass-42"));
+}
+
+#[test]
+fn origins_smtp_password_and_password_file_together_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("smtp-password");
+    std::fs::write(&secret, "from-file").unwrap();
+    let file = smtp_origin(
+        dir.path(),
+        &format!(
+            ", username = \"authd\", password = \"inline\", password_file = \"{}\"",
+            secret.display()
+        ),
+    );
+    let msg = err_text(&sources(&[], Some(&file), dir.path()));
+    assert!(
+        msg.contains(
+            "origins.default.smtp.password and origins.default.smtp.password_file are both set"
+        ),
+        "{msg}"
+    );
+    // A password file that cannot be read is named, not skipped.
+    let file = smtp_origin(
+        dir.path(),
+        ", username = \"authd\", password_file = \"/nonexistent/smtp\"",
+    );
+    let msg = err_text(&sources(&[], Some(&file), dir.path()));
+    assert!(
+        msg.contains("origins.default.smtp.password_file") && msg.contains("/nonexistent/smtp"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn origins_smtp_username_without_a_password_is_refused_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = smtp_origin(dir.path(), ", username = \"authd\"");
+    let msg = err_text(&sources(&[], Some(&file), dir.path()));
+    assert!(
+        msg.contains("invalid value for origins.default.smtp.password"),
+        "{msg}"
+    );
+    let file = smtp_origin(dir.path(), ", password = \"orphan\"");
+    let msg = err_text(&sources(&[], Some(&file), dir.path()));
+    assert!(
+        msg.contains("invalid value for origins.default.smtp.username"),
+        "{msg}"
+    );
+    // Neither is a relay without authentication: that loads.
+    let file = smtp_origin(dir.path(), "");
+    assert!(sources(&[], Some(&file), dir.path()).load().is_ok());
+}
+
+#[test]
+fn an_smtp_table_left_under_another_backend_is_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("extra.toml");
+    std::fs::write(
+        &file,
+        "[origins.default]\nbackend = \"file\"\n\
+         smtp = { host = \"mail\", port = 25, tls = \"none\", username = \"u\", password_file = \"/nonexistent/smtp\" }\n",
+    )
+    .unwrap();
+    assert!(sources(&[], Some(&file), dir.path()).load().is_ok());
+}

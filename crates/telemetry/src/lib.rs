@@ -16,6 +16,7 @@ pub mod names {
     pub const MAIL_TEMPLATE_FAILURES_TOTAL: &str = "auth_mail_template_failures_total";
     pub const MAIL_SENT_TOTAL: &str = "auth_mail_sent_total";
     pub const MAIL_FAILURES_TOTAL: &str = "auth_mail_failures_total";
+    pub const MAIL_BACKEND_FAILURES_TOTAL: &str = "auth_mail_backend_failures_total";
     pub const MAIL_OUTBOX_PENDING: &str = "auth_mail_outbox_pending";
     pub const MAIL_OUTBOX_DEAD: &str = "auth_mail_outbox_dead";
     pub const MAIL_DELIVERY_SECONDS: &str = "auth_mail_delivery_seconds";
@@ -52,6 +53,10 @@ fn describe() {
     metrics::describe_gauge!(
         DB_POOL_CONNECTIONS,
         "Database pool connections, by state (idle, in_use)."
+    );
+    metrics::describe_counter!(
+        MAIL_BACKEND_FAILURES_TOTAL,
+        "Failed mail sends, by origin and reason (auth, connect, timeout, deferred, rejected, local)."
     );
     metrics::describe_counter!(
         LOGINS_TOTAL,

@@ -7,7 +7,7 @@ use authd_settings::FileSettings;
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 
-use super::{BackendError, MailBackend, Outgoing, SendError};
+use super::{BackendError, Delivered, FailureReason, MailBackend, Outgoing, SendError};
 
 #[derive(Debug)]
 pub struct FileBackend {
@@ -32,19 +32,29 @@ impl MailBackend for FileBackend {
         "file"
     }
 
-    fn send<'a>(&'a self, mail: &'a Outgoing) -> BoxFuture<'a, Result<(), SendError>> {
+    fn send<'a>(&'a self, mail: &'a Outgoing) -> BoxFuture<'a, Result<Delivered, SendError>> {
         let dir = self.dir.clone();
         let name = file_name(mail);
         let body = mail.envelope.message.clone().into_bytes();
         async move {
-            tokio::task::spawn_blocking(move || {
+            let path = tokio::task::spawn_blocking(move || {
                 let tmp = dir.join(format!(".{name}.tmp"));
+                let path = dir.join(&name);
                 std::fs::write(&tmp, &body)?;
-                std::fs::rename(&tmp, dir.join(&name))
+                std::fs::rename(&tmp, &path)?;
+                Ok::<_, std::io::Error>(path)
             })
             .await
-            .map_err(|e| SendError::transient(e.to_string()))?
-            .map_err(|e| SendError::transient(format!("cannot write the mail file: {e}")))
+            .map_err(|e| SendError::transient(FailureReason::Local, e.to_string()))?
+            .map_err(|e| {
+                SendError::transient(
+                    FailureReason::Local,
+                    format!("cannot write the mail file: {e}"),
+                )
+            })?;
+            Ok(Delivered {
+                detail: format!("wrote {}", path.display()),
+            })
         }
         .boxed()
     }

@@ -1,4 +1,9 @@
 //! An SMTP relay through lettre's pooled async transport, with `none`, `starttls` or `tls`.
+//!
+//! Which failures are final: only the relay's permanent answer to one mail (a 5xx for its
+//! recipient or content). A refused login (535), a relay that cannot be reached or does not
+//! answer are our side's or the relay's fault, not the recipient's: the mail waits and is
+//! retried, and the failure is counted per origin.
 
 use std::time::Duration;
 
@@ -12,7 +17,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use secrecy::ExposeSecret;
 
 use super::sendmail::envelope;
-use super::{BackendError, MailBackend, Outgoing, SendError};
+use super::{BackendError, Delivered, FailureReason, MailBackend, Outgoing, SendError};
 
 #[derive(Debug)]
 pub struct SmtpBackend {
@@ -50,28 +55,76 @@ impl SmtpBackend {
     }
 }
 
+/// Reply codes that mean "your login failed" (RFC 4954): 530 authentication required, 534
+/// mechanism too weak, 535 credentials invalid, 538 encryption required, 454 temporary
+/// authentication failure.
+const AUTH_CODES: &[u16] = &[454, 530, 534, 535, 538];
+
+/// Sorts a failed send: its reason, and whether it is final for this mail.
+fn classify(code: Option<u16>, timed_out: bool, auth_client_error: bool) -> (FailureReason, bool) {
+    match code {
+        _ if timed_out => (FailureReason::Timeout, false),
+        Some(c) if AUTH_CODES.contains(&c) => (FailureReason::Auth, false),
+        // "Service not available, closing transmission channel".
+        Some(421) => (FailureReason::Connect, false),
+        Some(c) if (500..600).contains(&c) => (FailureReason::Rejected, true),
+        Some(_) => (FailureReason::Deferred, false),
+        None if auth_client_error => (FailureReason::Auth, false),
+        None => (FailureReason::Connect, false),
+    }
+}
+
+fn send_error(e: &lettre::transport::smtp::Error) -> SendError {
+    let text = format!("smtp: {e}");
+    let auth_client_error = e.is_client() && text.to_ascii_lowercase().contains("authentication");
+    let (reason, permanent) =
+        classify(e.status().map(u16::from), e.is_timeout(), auth_client_error);
+    if permanent {
+        SendError::permanent(reason, text)
+    } else {
+        SendError::transient(reason, text)
+    }
+}
+
 impl MailBackend for SmtpBackend {
     fn name(&self) -> &'static str {
         "smtp"
     }
 
-    fn send<'a>(&'a self, mail: &'a Outgoing) -> BoxFuture<'a, Result<(), SendError>> {
+    fn send<'a>(&'a self, mail: &'a Outgoing) -> BoxFuture<'a, Result<Delivered, SendError>> {
         async move {
             let env = envelope(mail)?;
-            self.transport
+            let response = self
+                .transport
                 .send_raw(&env, mail.envelope.message.as_bytes())
                 .await
-                .map(|_| ())
-                .map_err(|e| {
-                    // 5xx answers are final; everything else (4xx, connection refused, timeouts)
-                    // may pass on a later try.
-                    if e.is_permanent() {
-                        SendError::permanent(format!("smtp: {e}"))
-                    } else {
-                        SendError::transient(format!("smtp: {e}"))
-                    }
-                })
+                .map_err(|e| send_error(&e))?;
+            let text: Vec<&str> = response.message().collect();
+            Ok(Delivered {
+                detail: format!("{} {}", response.code(), text.join(" ")),
+            })
         }
         .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_permanent_answer_to_the_mail_is_final() {
+        use FailureReason::*;
+        assert_eq!(classify(Some(550), false, false), (Rejected, true));
+        assert_eq!(classify(Some(553), false, false), (Rejected, true));
+        assert_eq!(classify(Some(552), false, false), (Rejected, true));
+        for code in [535, 530, 534, 538, 454] {
+            assert_eq!(classify(Some(code), false, false), (Auth, false), "{code}");
+        }
+        assert_eq!(classify(Some(421), false, false), (Connect, false));
+        assert_eq!(classify(Some(451), false, false), (Deferred, false));
+        assert_eq!(classify(None, false, false), (Connect, false));
+        assert_eq!(classify(None, true, false), (Timeout, false));
+        assert_eq!(classify(None, false, true), (Auth, false));
     }
 }
