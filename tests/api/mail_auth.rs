@@ -338,7 +338,7 @@ fn mail_test(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, S
     cmd.args(["mail", "test"])
         .args(args)
         .current_dir(dir)
-        .env_remove("AUTHD_ENV")
+        .env("AUTHD_ENV", "development")
         .env_remove("RUST_LOG")
         .env(
             "AUTHD__DATABASE__URL",

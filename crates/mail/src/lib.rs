@@ -14,7 +14,7 @@ pub use compose::ComposeError;
 pub use forbidden::ForbiddenDomains;
 pub use kind::MailKind;
 pub use mailer::{
-    prepare_mail, render_delivery_test, render_mail, sample_vars, send_with_timeout, Drain,
-    Mailer, MailerError, PreparedMail, Render, RenderError, Wake,
+    prepare_mail, render_delivery_test, render_mail, sample_vars, send_with_timeout, Drain, Mailer,
+    MailerError, PreparedMail, Render, RenderError, Wake,
 };
 pub use seal::{Envelope, Sealer};
