@@ -14,7 +14,7 @@ use authd_tests::smtp::{
     create_user, sendmail_program, AuthdProcess, SmtpOptions, SmtpServer, TEST_OTP_KEY,
 };
 use authd_tests::{both_dbs, metric_value, Db, TestApp, TestDb};
-use diesel::sql_types::{Integer, Text};
+use diesel::sql_types::{Integer, Nullable, Text};
 use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl, SqliteConnection};
 use serde_json::json;
 
@@ -62,6 +62,7 @@ async fn ask_reset(app: &TestApp, email: &str) {
 }
 
 both_dbs!(
+    a_relay_refusing_the_recipient_with_550_is_final_at_once_and_its_answer_is_kept_masked,
     the_reset_mail_reaches_a_relay_requiring_auth_with_smtp_username_and_inline_password,
     the_reset_mail_reaches_a_relay_requiring_auth_with_smtp_password_file,
     a_refused_smtp_login_keeps_the_mail_queued_counts_it_per_origin_and_delivers_it_once_accepted,
@@ -152,10 +153,12 @@ struct Row {
     status: String,
     #[diesel(sql_type = Integer)]
     attempts: i32,
+    #[diesel(sql_type = Nullable<Text>)]
+    last_error: Option<String>,
 }
 
 fn outbox(url: &str) -> Vec<Row> {
-    let query = diesel::sql_query("SELECT status, attempts FROM outbox ORDER BY id");
+    let query = diesel::sql_query("SELECT status, attempts, last_error FROM outbox ORDER BY id");
     match url.strip_prefix("sqlite://") {
         Some(path) => query
             .load(&mut SqliteConnection::establish(path).expect("open the SQLite file"))
@@ -279,6 +282,68 @@ async fn a_refused_smtp_login_keeps_the_mail_queued_counts_it_per_origin_and_del
     assert_eq!(log_lines(&log, "mail backend recovered").len(), 1, "{log}");
 }
 
+/// The other side of the rule: a relay's permanent answer to the mail itself (550 for its
+/// recipient) is final at the first attempt — retrying cannot help. The relay's answer, which
+/// names the address, is kept and logged with the address masked.
+async fn a_relay_refusing_the_recipient_with_550_is_final_at_once_and_its_answer_is_kept_masked(
+    db: Db,
+) {
+    let db = TestDb::create(db);
+    create_user(AUTHD, &db.url, "gone@example.org", PASSWORD);
+    let smtp = SmtpServer::start_with(SmtpOptions {
+        auth: Some((RELAY_USER.into(), RELAY_PASSWORD.into())),
+        reject_rcpt: Some("gone@example.org".into()),
+        ..SmtpOptions::default()
+    });
+    let port = smtp.port().to_string();
+    let authd = AuthdProcess::start(
+        AUTHD,
+        &db.url,
+        &smtp_with_login(
+            &port,
+            &[
+                ("AUTHD__ORIGINS__DEFAULT__SMTP__PASSWORD", RELAY_PASSWORD),
+                ("AUTHD__MAIL__MAX_ATTEMPTS", "1000"),
+            ],
+        ),
+    );
+    let res = authd
+        .post_json(SEND, &json!({ "email": "gone@example.org" }))
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    let rows = wait_outbox(&db.url, "dead", |rows| {
+        rows.len() == 1 && rows[0].status == "dead"
+    })
+    .await;
+    assert_eq!(rows[0].attempts, 1, "final at the first attempt");
+    let error = rows[0].last_error.clone().unwrap_or_default();
+    assert!(
+        error.contains("(550)") && error.contains("g***@example.org"),
+        "{error}"
+    );
+    assert!(!error.contains("gone@example.org"), "{error}");
+    let metrics = authd.metrics().await;
+    assert_eq!(
+        metric_value(
+            &metrics,
+            r#"auth_mail_backend_failures_total{origin="default",reason="rejected"}"#
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    let log = authd.log();
+    assert!(log.contains("mail is dead"), "{log}");
+    assert!(
+        !log.contains("gone@example.org"),
+        "no full address in the log:\n{log}"
+    );
+    assert!(
+        log_lines(&log, "mail backend is failing").is_empty(),
+        "{log}"
+    );
+    assert!(smtp.messages().is_empty());
+}
+
 /// A crash during delivery: the relay has stored the mail, authd dies before the relay's 250
 /// (the relay takes 30 s to answer). Another process takes the mail over after the lease and
 /// sends it again — at least once is right — with the same Message-ID, on the domain of the
@@ -289,7 +354,7 @@ async fn a_mail_resent_after_a_crash_carries_the_same_message_id_on_the_sender_d
     let smtp = SmtpServer::start_with(SmtpOptions {
         slow_ms: 30_000,
         store_first: true,
-        auth: None,
+        ..SmtpOptions::default()
     });
     let port = smtp.port().to_string();
     let settings = [

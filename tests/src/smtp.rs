@@ -94,6 +94,9 @@ pub struct SmtpOptions {
     /// Require AUTH (PLAIN or LOGIN, over plain text) with this username and password: until
     /// a client logs in, `MAIL` gets `530`; wrong credentials get `535`.
     pub auth: Option<(String, String)>,
+    /// Answer `RCPT TO` for this address with `550 5.1.1 <address>: Recipient address
+    /// rejected` (a mailbox that does not exist).
+    pub reject_rcpt: Option<String>,
 }
 
 /// The relay behind [`SmtpOptions`] (aiosmtpd's `SMTP` with a `Mailbox` handler), for the
@@ -107,13 +110,19 @@ import sys
 from aiosmtpd.handlers import Mailbox
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
-port, maildir, delay_ms, store_first, user, password = sys.argv[1:7]
+port, maildir, delay_ms, store_first, user, password, reject_rcpt = sys.argv[1:8]
 delay = int(delay_ms) / 1000.0
 store_first = store_first == "1"
 logging.basicConfig(level=logging.DEBUG, format="%(name)s %(message)s", stream=sys.stdout)
 
 
 class Relay(Mailbox):
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if reject_rcpt and address == reject_rcpt:
+            return f"550 5.1.1 <{address}>: Recipient address rejected"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, server, session, envelope):
         if store_first:
             answer = await super().handle_DATA(server, session, envelope)
@@ -236,7 +245,7 @@ impl SmtpServer {
             .open(self.log_path())
             .expect("SMTP server log file");
         let o = &self.options;
-        if o.auth.is_some() || o.store_first {
+        if o.auth.is_some() || o.store_first || o.reject_rcpt.is_some() {
             let script = self.dir.path().join("relay.py");
             std::fs::write(&script, RELAY_PY).expect("relay script");
             let (user, password) = o.auth.clone().unwrap_or_default();
@@ -248,6 +257,7 @@ impl SmtpServer {
                 .arg(if o.store_first { "1" } else { "0" })
                 .arg(user)
                 .arg(password)
+                .arg(o.reject_rcpt.clone().unwrap_or_default())
                 .env("PYTHONUNBUFFERED", "1");
             return self.run_and_wait(cmd, log);
         }

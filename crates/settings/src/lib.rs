@@ -652,7 +652,7 @@ impl Settings {
                 if !smtp.username.is_empty() && !has_password {
                     return Err(invalid(
                         key("smtp.password"),
-                        "smtp.username is set but no password is (give password or password_file)",
+                        "smtp.username is set but no password; give password or password_file",
                     ));
                 }
                 if smtp.username.is_empty() && has_password {
