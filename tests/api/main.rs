@@ -22,6 +22,7 @@ mod ops;
 mod password_policy;
 mod password_reset;
 mod replicas;
+mod security_log;
 mod shutdown;
 mod store;
 mod sudo;
