@@ -60,3 +60,24 @@ async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget() {
         .await
         .assert_error(429, "TOO_MANY_REQUESTS");
 }
+
+/// One subscriber usually holds a whole IPv6 /64: rotating addresses inside it must not buy
+/// fresh budgets (issue 10, finding 7).
+#[actix_web::test]
+async fn ipv6_clients_of_one_slash_64_share_a_budget() {
+    let mut settings = BUDGET.to_vec();
+    settings.push(("AUTHD__HTTP__TRUSTED_PROXIES", "127.0.0.1"));
+    let app = TestApp::spawn_with(Db::Sqlite, &settings).await;
+    for ip in ["2001:db8:7:8::1", "2001:db8:7:8::2", "2001:db8:7:8:abcd::3"] {
+        login_from(&app, Some(ip))
+            .await
+            .assert_error(401, "PASSWORD_INCORRECT");
+    }
+    login_from(&app, Some("2001:db8:7:8:ffff:ffff:ffff:ffff"))
+        .await
+        .assert_error(429, "TOO_MANY_REQUESTS");
+    // The next /64 is another client.
+    login_from(&app, Some("2001:db8:7:9::1"))
+        .await
+        .assert_error(401, "PASSWORD_INCORRECT");
+}
