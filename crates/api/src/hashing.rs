@@ -1,5 +1,6 @@
-//! Password hashing off the async workers, with bounded concurrency: argon2 is CPU-bound, and
-//! more hashes at once than cores only delays everything else.
+//! Password hashing, and the password policy, off the async workers, with bounded
+//! concurrency: argon2 is CPU-bound, and more hashes at once than cores only delays everything
+//! else.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -58,6 +59,17 @@ impl Hasher {
             .await
             .map_err(ApiError::internal)?
             .map_err(ApiError::internal)
+    }
+
+    /// Applies the password policy to a new password. Its last rule, the common-password
+    /// estimate, is CPU work that grows quickly with length and l33t characters (tens of
+    /// milliseconds for a crafted 20-character password), so it runs here, not on a worker.
+    pub async fn check_policy(&self, raw: String) -> Result<Password, ApiError> {
+        let _permit = self.permits.acquire().await.map_err(ApiError::internal)?;
+        tokio::task::spawn_blocking(move || Password::parse(&raw))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(|e| ApiError::bad_request(e.to_string()))
     }
 
     pub async fn hash(&self, password: Password) -> Result<PasswordHash, ApiError> {

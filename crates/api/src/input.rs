@@ -116,8 +116,10 @@ pub fn otp(field: &str, raw: &str) -> Result<String, ApiError> {
     }
 }
 
-pub fn new_password(raw: &str) -> Result<Password, ApiError> {
-    Password::parse(raw).map_err(|e| ApiError::bad_request(e.to_string()))
+/// A new password, checked against the policy (400 with the first rule it breaks) off the
+/// async workers.
+pub async fn new_password(state: &AppState, raw: &str) -> Result<Password, ApiError> {
+    state.hasher.check_policy(raw.to_owned()).await
 }
 
 /// 403 `FORBIDDEN_MAIL_PROVIDER` for disposable or configured-forbidden domains.

@@ -287,7 +287,7 @@ pub async fn reset_with_otp(
     crate::client_ip::ip_budget(&state, &req, authd_ratelimit::IpGroup::Reset).await?;
     let email = input::email(&body.0.user_email)?;
     let code = input::otp("otp", &body.0.otp)?;
-    let password = input::new_password(&body.0.new_password)?;
+    let password = input::new_password(&state, &body.0.new_password).await?;
 
     let (user, verified) = check_reset_code(
         &state,
@@ -377,7 +377,7 @@ pub async fn change_password(
             "oldPassword must be at most 256 characters long",
         ));
     }
-    let password = input::new_password(&body.0.new_password)?;
+    let password = input::new_password(&state, &body.0.new_password).await?;
     let user_id = auth.user_id;
     let user = state
         .store
