@@ -10,7 +10,10 @@
 
 use std::sync::Arc;
 
-use authd_tests::two_factor::{assert_429, now_secs, other_code, totp_codes, STEP_SECS};
+use authd_tests::two_factor::{
+    assert_429, assert_ten_recovery_codes, now_secs, other_code, totp_at, totp_codes,
+    wait_for_room_in_step, STEP_SECS,
+};
 use authd_tests::{both_dbs, metric_value, Db, Reply, TestApp};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -28,6 +31,7 @@ both_dbs!(
     sixty_guesses_released_together_compare_one_code_at_most_max_attempts_times,
     codes_mailed_before_a_password_or_address_change_stop_working,
     each_backoff_waits_no_longer_than_its_max_wait_secs,
+    a_stranger_guessing_totp_and_recovery_codes_does_not_lock_the_owner_out,
 );
 
 /// A server behind a trusted proxy at 127.0.0.1, with these extra settings.
@@ -575,4 +579,81 @@ async fn each_backoff_waits_no_longer_than_its_max_wait_secs(db: Db) {
         "TOO_MANY_FAILED_PASSWORD_CHECKS",
     )
     .await;
+}
+
+async fn a_stranger_guessing_totp_and_recovery_codes_does_not_lock_the_owner_out(db: Db) {
+    let app = behind_proxy(
+        db,
+        &[
+            ("AUTHD__LIMITS__TOTP_BACKOFF__INITIAL_WAIT_SECS", "60"),
+            (
+                "AUTHD__LIMITS__RECOVERY_CODE_BACKOFF__INITIAL_WAIT_SECS",
+                "60",
+            ),
+        ],
+    )
+    .await;
+    app.create_user(ANN, PASSWORD).await;
+    let access = app.login_access(ANN, PASSWORD).await;
+    let (url, res) = app.turn_on_totp(&access, &access).await;
+    let recovery = assert_ten_recovery_codes(&res);
+    let (stranger, owner) = ("198.51.100.44", "203.0.113.44");
+    let post = |ip: &'static str, path: &'static str, body: Value| {
+        let (app, access) = (&app, access.clone());
+        async move { from(app, ip, Method::POST, path, Some(&access), &body).await }
+    };
+
+    // TOTP: the stranger's network waits; the owner, elsewhere, passes with a fresh code.
+    let t = now_secs();
+    let bad = other_code(&totp_codes(
+        &url,
+        &[
+            t - 2 * STEP_SECS,
+            t - STEP_SECS,
+            t,
+            t + STEP_SECS,
+            t + 2 * STEP_SECS,
+        ],
+    ));
+    for _ in 0..3 {
+        post(
+            stranger,
+            "/user/2fa/totp/authenticate",
+            json!({ "totp": bad }),
+        )
+        .await
+        .assert_error(401, "TOTP_INVALID");
+    }
+    wait_for_room_in_step(3).await;
+    let good = totp_at(&url, now_secs());
+    let res = post(
+        stranger,
+        "/user/2fa/totp/authenticate",
+        json!({ "totp": good }),
+    )
+    .await;
+    assert_429(&res, "TOO_MANY_TOTP_CHECKS");
+    let res = post(
+        owner,
+        "/user/2fa/totp/authenticate",
+        json!({ "totp": good }),
+    )
+    .await;
+    assert_eq!(res.status, 200, "the owner passes: {}", res.text);
+
+    // Recovery codes: the same.
+    let path = "/user/2fa/recovery-code/authenticate";
+    for _ in 0..3 {
+        post(
+            stranger,
+            path,
+            json!({ "recoveryCode": "2222333344445555" }),
+        )
+        .await
+        .assert_error(401, "RECOVERY_CODE_INVALID");
+    }
+    let res = post(stranger, path, json!({ "recoveryCode": recovery[0] })).await;
+    assert_429(&res, "TOO_MANY_RECOVERY_CODE_CHECKS");
+    let res = post(owner, path, json!({ "recoveryCode": recovery[0] })).await;
+    assert_eq!(res.status, 200, "the owner passes: {}", res.text);
 }

@@ -79,18 +79,12 @@ async fn security_events_are_logged_with_user_id_and_client_ip_and_no_secret(db:
         actix_rt::time::sleep(std::time::Duration::from_millis(50)).await;
     };
     let wrong = events(&log, "wrong_guess");
-    let kinds: Vec<&str> = wrong
-        .iter()
-        .map(|v| v["kind"].as_str().unwrap())
-        .collect();
+    let kinds: Vec<&str> = wrong.iter().map(|v| v["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["password", "password", "password", "emailed_code"]);
     let others = [events(&log, "lockout"), events(&log, "refresh_token_reuse")].concat();
     for line in wrong.iter().chain(others.iter()) {
         assert_eq!(line["level"], "WARN", "{line}");
-        assert!(
-            line["user_id"].as_i64().is_some_and(|id| id > 0),
-            "{line}"
-        );
+        assert!(line["user_id"].as_i64().is_some_and(|id| id > 0), "{line}");
         assert_eq!(line["client_ip"], "127.0.0.1", "{line}");
     }
     assert_eq!(events(&log, "lockout")[0]["scope"], "network");
