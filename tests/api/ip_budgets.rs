@@ -81,3 +81,69 @@ async fn ipv6_clients_of_one_slash_64_share_a_budget() {
         .await
         .assert_error(401, "PASSWORD_INCORRECT");
 }
+
+async fn login_with(app: &TestApp, header: &str, value: &str) -> authd_tests::Reply {
+    let req = app
+        .client
+        .post(app.url("/auth/login"))
+        .header(header, value)
+        .json(
+            &serde_json::json!({ "username": "nobody@example.org", "password": "Wrong1password" }),
+        );
+    app.send(req).await
+}
+
+/// `http.client_ip_header = "forwarded"`: the RFC 7239 header is read, and neither a
+/// client-sent X-Forwarded-For nor elements prepended to Forwarded move the client.
+#[actix_web::test]
+async fn with_client_ip_header_forwarded_only_the_rfc_7239_header_is_believed() {
+    let mut settings = BUDGET.to_vec();
+    settings.push(("AUTHD__HTTP__TRUSTED_PROXIES", "127.0.0.1"));
+    settings.push(("AUTHD__HTTP__CLIENT_IP_HEADER", "forwarded"));
+    let app = TestApp::spawn_with(Db::Sqlite, &settings).await;
+    for _ in 0..3 {
+        login_with(&app, "forwarded", "for=203.0.113.5;proto=https")
+            .await
+            .assert_error(401, "PASSWORD_INCORRECT");
+    }
+    login_with(&app, "forwarded", "for=203.0.113.5")
+        .await
+        .assert_error(429, "TOO_MANY_REQUESTS");
+    // Prepending hops does not help: the right-most untrusted one counts.
+    login_with(&app, "forwarded", "for=1.1.1.1, for=203.0.113.5")
+        .await
+        .assert_error(429, "TOO_MANY_REQUESTS");
+    // Another client, in IPv6 notation with a port.
+    login_with(&app, "forwarded", r#"for="[2001:db8::5]:4711""#)
+        .await
+        .assert_error(401, "PASSWORD_INCORRECT");
+    // X-Forwarded-For is not read: four requests claiming four addresses all count against
+    // the proxy's own address.
+    for i in 0..3 {
+        login_with(&app, "x-forwarded-for", &format!("198.51.100.{i}"))
+            .await
+            .assert_error(401, "PASSWORD_INCORRECT");
+    }
+    login_with(&app, "x-forwarded-for", "198.51.100.9")
+        .await
+        .assert_error(429, "TOO_MANY_REQUESTS");
+}
+
+/// With the default `x-forwarded-for`, a client-sent `Forwarded` header is ignored.
+#[actix_web::test]
+async fn with_client_ip_header_x_forwarded_for_a_forwarded_header_is_ignored() {
+    let mut settings = BUDGET.to_vec();
+    settings.push(("AUTHD__HTTP__TRUSTED_PROXIES", "127.0.0.1"));
+    let app = TestApp::spawn_with(Db::Sqlite, &settings).await;
+    for i in 0..3 {
+        login_with(&app, "forwarded", &format!("for=198.51.100.{i}"))
+            .await
+            .assert_error(401, "PASSWORD_INCORRECT");
+    }
+    login_with(&app, "forwarded", "for=198.51.100.9")
+        .await
+        .assert_error(429, "TOO_MANY_REQUESTS");
+    login_with(&app, "x-forwarded-for", "203.0.113.8")
+        .await
+        .assert_error(401, "PASSWORD_INCORRECT");
+}

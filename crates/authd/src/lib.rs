@@ -84,6 +84,7 @@ impl Application {
             )?,
             trusted_proxies: authd_api::client_ip::TrustedProxies::parse(
                 &settings.http.trusted_proxies,
+                settings.http.client_ip_header,
             ),
             two_factor: authd_api::routes::two_factor::TwoFactorKeys::new(&keys.totp, &keys.otp),
             signer: std::sync::Arc::new(

@@ -249,6 +249,32 @@ pub struct HttpSettings {
     pub client_request_timeout_ms: u64,
     pub readiness_timeout_ms: u64,
     pub trusted_proxies: Vec<String>,
+    pub client_ip_header: ClientIpHeader,
+}
+
+/// The header a trusted proxy writes the client address into. Only that one is read: a
+/// client could send the other one itself, and the proxy would pass it on untouched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum ClientIpHeader {
+    /// `X-Forwarded-For: client, proxy1, proxy2`.
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=client, for=proxy1`.
+    Forwarded,
+}
+
+impl TryFrom<String> for ClientIpHeader {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, String> {
+        match name.as_str() {
+            "x-forwarded-for" => Ok(Self::XForwardedFor),
+            "forwarded" => Ok(Self::Forwarded),
+            other => Err(format!(
+                "http.client_ip_header is {other:?}; it must be \"x-forwarded-for\" or \"forwarded\""
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

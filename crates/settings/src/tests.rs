@@ -524,3 +524,28 @@ fn an_smtp_table_left_under_another_backend_is_not_read() {
     .unwrap();
     assert!(sources(&[], Some(&file), dir.path()).load().is_ok());
 }
+
+#[test]
+fn an_unknown_client_ip_header_is_refused_with_the_valid_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = err_text(&sources(
+        &[("AUTHD__HTTP__CLIENT_IP_HEADER", "X-Real-IP")],
+        None,
+        dir.path(),
+    ));
+    assert!(
+        text.contains("x-forwarded-for") && text.contains("forwarded"),
+        "{text}"
+    );
+    let loaded = sources(
+        &[("AUTHD__HTTP__CLIENT_IP_HEADER", "forwarded")],
+        None,
+        dir.path(),
+    )
+    .load()
+    .unwrap();
+    assert_eq!(
+        loaded.settings.http.client_ip_header,
+        ClientIpHeader::Forwarded
+    );
+}
