@@ -21,6 +21,7 @@ mod openapi;
 mod ops;
 mod password_policy;
 mod password_reset;
+mod production;
 mod replicas;
 mod security_log;
 mod shutdown;

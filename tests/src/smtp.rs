@@ -603,9 +603,19 @@ impl AuthdProcess {
     /// delivery loop, mail files in its own folder) and then `overrides`, which win. Returns
     /// once the process has logged "authd is serving".
     pub fn start(program: &str, db_url: &str, overrides: &[(&str, &str)]) -> Self {
+        Self::start_with_args(program, &["serve"], db_url, overrides)
+    }
+
+    /// As [`AuthdProcess::start`], with these command-line arguments (ending in `serve`).
+    pub fn start_with_args(
+        program: &str,
+        args: &[&str],
+        db_url: &str,
+        overrides: &[(&str, &str)],
+    ) -> Self {
         let dir = tempfile::tempdir().expect("working folder of authd");
         let mut cmd = Command::new(program);
-        cmd.arg("serve")
+        cmd.args(args)
             .current_dir(dir.path())
             .env("AUTHD_ENV", "development")
             .env_remove("RUST_LOG")
