@@ -61,7 +61,10 @@ fn ensure_services_as_root_installs_the_missing_packages_after_one_apt_get_updat
     let calls: Vec<&str> = apt.lines().collect();
     assert_eq!(
         calls,
-        ["update -qq", "install -y -qq libpq-dev msmtp"],
+        [
+            "update -qq",
+            "install -y -qq --no-install-recommends libpq-dev msmtp"
+        ],
         "stderr: {err}"
     );
     assert!(
