@@ -21,7 +21,22 @@ use super::{BackendError, Delivered, FailureReason, MailBackend, Outgoing, SendE
 
 #[derive(Debug)]
 pub struct SmtpBackend {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    /// Always `Some` until dropped (see the `Drop` impl).
+    transport: Option<AsyncSmtpTransport<Tokio1Executor>>,
+}
+
+/// lettre's connection pool closes its connections on a task it spawns when dropped, which
+/// panics outside a Tokio runtime — as when the actor system has already stopped at process
+/// exit or at the end of a test, turning a clean shutdown into an abort. There the pool is
+/// left to the exit instead (the kernel closes its sockets).
+impl Drop for SmtpBackend {
+    fn drop(&mut self) {
+        if let Some(transport) = self.transport.take() {
+            if tokio::runtime::Handle::try_current().is_err() {
+                std::mem::forget(transport);
+            }
+        }
+    }
 }
 
 impl SmtpBackend {
@@ -50,7 +65,7 @@ impl SmtpBackend {
             ));
         }
         Ok(Self {
-            transport: builder.build(),
+            transport: Some(builder.build()),
         })
     }
 }
@@ -94,8 +109,13 @@ impl MailBackend for SmtpBackend {
     fn send<'a>(&'a self, mail: &'a Outgoing) -> BoxFuture<'a, Result<Delivered, SendError>> {
         async move {
             let env = envelope(mail)?;
-            let response = self
-                .transport
+            let Some(transport) = self.transport.as_ref() else {
+                return Err(SendError::transient(
+                    FailureReason::Connect,
+                    "smtp: the backend is shutting down",
+                ));
+            };
+            let response = transport
                 .send_raw(&env, mail.envelope.message.as_bytes())
                 .await
                 .map_err(|e| send_error(&e))?;
