@@ -40,3 +40,47 @@ async fn metrics_count_requests_by_route_template_on_their_own_listener() {
     // The public listener does not serve metrics.
     app.get("/metrics").await.assert_error(404, "NOT_FOUND");
 }
+
+#[actix_web::test]
+async fn metrics_carry_the_build_the_pool_size_and_the_process() {
+    let app = TestApp::spawn_with(Db::Sqlite, &[("AUTHD__DATABASE__POOL_MAX_SIZE", "7")]).await;
+    let text = app.metrics().await;
+    // The workspace shares one version, so the test crate's is the server's.
+    let build = format!(
+        r#"authd_build_info{{version="{}"}}"#,
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(metric_value(&text, &build), Some(1.0), "{text}");
+    assert_eq!(
+        metric_value(&text, "db_pool_max_connections"),
+        Some(7.0),
+        "{text}"
+    );
+    let rss = metric_value(&text, "process_resident_memory_bytes").expect("resident memory");
+    assert!(
+        rss > 1_000_000.0,
+        "a live process holds more than 1 MB: {rss}"
+    );
+    let fds = metric_value(&text, "process_open_fds").expect("open fds");
+    let max_fds = metric_value(&text, "process_max_fds").expect("max fds");
+    assert!(fds >= 3.0 && fds < max_fds, "{fds} of {max_fds}");
+    // A counter of whole seconds (the metrics crate's counters are integers): 0 this early.
+    assert!(metric_value(&text, "process_cpu_seconds_total").is_some_and(|s| s >= 0.0));
+    assert!(metric_value(&text, "process_threads").is_some_and(|t| t >= 1.0));
+    let started = metric_value(&text, "process_start_time_seconds").expect("start time");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs_f64();
+    assert!(
+        started <= now && now - started < 3600.0,
+        "the test process started within the hour: {started} vs {now}"
+    );
+    for outcome in ["success", "failure", "two_factor_required"] {
+        let series = format!(r#"auth_logins_total{{outcome="{outcome}"}}"#);
+        assert!(
+            metric_value(&text, &series).is_some(),
+            "{series} exists from start"
+        );
+    }
+}

@@ -394,6 +394,8 @@ async fn metrics(data: web::Data<MetricsState>) -> HttpResponse {
         .set(f64::from(pool.idle));
     metrics::gauge!(authd_telemetry::names::DB_POOL_CONNECTIONS, "state" => "in_use")
         .set(f64::from(pool.connections - pool.idle));
+    metrics::gauge!(authd_telemetry::names::DB_POOL_MAX_CONNECTIONS).set(f64::from(pool.max));
+    authd_telemetry::collect_process_metrics();
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(data.prometheus.render())

@@ -75,6 +75,8 @@ impl ManageConnection for Manager {
 pub struct PoolState {
     pub connections: u32,
     pub idle: u32,
+    /// The most connections the pool opens (`database.pool_max_size`).
+    pub max: u32,
 }
 
 /// Cheap to clone; every clone shares one pool.
@@ -133,6 +135,7 @@ impl Store {
         PoolState {
             connections: st.connections,
             idle: st.idle_connections,
+            max: self.pool.max_size(),
         }
     }
 

@@ -12,6 +12,8 @@ pub mod names {
     pub const HTTP_REQUEST_DURATION_SECONDS: &str = "http_request_duration_seconds";
     pub const HTTP_PANICS_TOTAL: &str = "http_panics_total";
     pub const DB_POOL_CONNECTIONS: &str = "db_pool_connections";
+    pub const DB_POOL_MAX_CONNECTIONS: &str = "db_pool_max_connections";
+    pub const BUILD_INFO: &str = "authd_build_info";
     pub const THROTTLE_HITS_TOTAL: &str = "auth_throttle_hits_total";
     pub const MAIL_TEMPLATE_FAILURES_TOTAL: &str = "auth_mail_template_failures_total";
     pub const MAIL_SENT_TOTAL: &str = "auth_mail_sent_total";
@@ -54,6 +56,14 @@ fn describe() {
         DB_POOL_CONNECTIONS,
         "Database pool connections, by state (idle, in_use)."
     );
+    metrics::describe_gauge!(
+        DB_POOL_MAX_CONNECTIONS,
+        "The most connections the database pool opens (database.pool_max_size)."
+    );
+    metrics::describe_gauge!(
+        BUILD_INFO,
+        "Always 1; the version label says which authd build this replica runs."
+    );
     metrics::describe_counter!(
         MAIL_BACKEND_FAILURES_TOTAL,
         "Failed mail sends, by origin and reason (auth, connect, timeout, deferred, rejected, local)."
@@ -91,6 +101,11 @@ pub fn prometheus() -> Result<PrometheusHandle, String> {
             // Counters appear in the exposition only once touched; touch the ones alerts
             // are written against so they read 0 rather than "absent".
             metrics::counter!(names::HTTP_PANICS_TOTAL).absolute(0);
+            metrics::gauge!(names::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+            for outcome in ["success", "failure", "two_factor_required"] {
+                metrics::counter!(names::LOGINS_TOTAL, "outcome" => outcome).absolute(0);
+            }
+            process_collector().describe();
             for method in ["email_otp", "totp", "recovery_code"] {
                 for outcome in ["success", "failure"] {
                     metrics::counter!(names::TWO_FACTOR_CHECKS_TOTAL, "method" => method, "outcome" => outcome)
@@ -100,6 +115,19 @@ pub fn prometheus() -> Result<PrometheusHandle, String> {
             Ok(handle)
         })
         .clone()
+}
+
+/// The process metrics (`process_resident_memory_bytes`, `process_cpu_seconds_total`,
+/// `process_open_fds`, `process_max_fds`, `process_start_time_seconds`, `process_threads`, …)
+/// in the names Prometheus' own clients use.
+fn process_collector() -> &'static metrics_process::Collector {
+    static COLLECTOR: OnceLock<metrics_process::Collector> = OnceLock::new();
+    COLLECTOR.get_or_init(metrics_process::Collector::default)
+}
+
+/// Reads the process metrics now; call it right before rendering a scrape.
+pub fn collect_process_metrics() {
+    process_collector().collect();
 }
 
 /// Sets up the global tracing subscriber: `RUST_LOG` wins over `log.level`. A second call is a
