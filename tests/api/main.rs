@@ -18,6 +18,7 @@ mod mail_backends;
 mod metrics;
 mod notices;
 mod openapi;
+mod operations;
 mod ops;
 mod password_policy;
 mod password_reset;

@@ -698,6 +698,11 @@ impl AuthdProcess {
         self.port
     }
 
+    /// The port of the metrics listener.
+    pub fn metrics_port(&self) -> u16 {
+        self.metrics_port.expect("authd runs with metrics enabled")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
