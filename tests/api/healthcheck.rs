@@ -71,10 +71,19 @@ fn healthcheck_exits_1_when_nothing_listens() {
 #[test]
 fn healthcheck_exits_1_when_the_server_answers_but_is_not_ready() {
     let db = TestDb::create(Db::Sqlite);
+    // Every key given, so that nothing needs the (missing) tables to start.
+    let signing_key = authd_domain::tokens::TokenSigner::generate_pem().unwrap();
     let server = AuthdProcess::start(
         AUTHD,
         &db.url,
-        &[("AUTHD__DATABASE__MIGRATE_ON_START", "false")],
+        &[
+            ("AUTHD__DATABASE__MIGRATE_ON_START", "false"),
+            (
+                "AUTHD__SECRETS__TOTP_KEY",
+                "test-totp-key-0123456789abcdef012345678",
+            ),
+            ("AUTHD__SECRETS__SIGNING_KEY", &signing_key),
+        ],
     );
     let (code, stdout, stderr) = healthcheck(&db, &format!("127.0.0.1:{}", server.port()));
     assert_eq!(code, 1, "stdout {stdout:?} stderr {stderr:?}");
