@@ -12,6 +12,7 @@ mod email_transfer;
 mod ensure_services;
 mod errors;
 mod guessing;
+mod healthcheck;
 mod ip_budgets;
 mod mail_auth;
 mod mail_backends;

@@ -1,8 +1,10 @@
 //! The command line. Operator commands print plain text to stdout and a one-line reason to
 //! stderr with a non-zero exit code on failure.
 
-use std::io::Read;
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use authd_domain::{Argon2Params, Email, Password, PasswordHash};
@@ -42,6 +44,10 @@ pub enum Command {
     /// Work with mails.
     #[command(subcommand)]
     Mail(MailCommand),
+    /// Ask the running server on `http.bind` whether it is ready (`GET /readyz`); exits 0 when
+    /// it answers 200, 1 otherwise. For container health checks: needs no curl, opens no
+    /// database and reads the same configuration as `serve`.
+    Healthcheck,
 }
 
 #[derive(Debug, Subcommand)]
@@ -460,4 +466,83 @@ pub fn mail_test(settings: &Settings, origin: &str, to: &str) -> anyhow::Result<
             e.message
         ),
     }
+}
+
+/// Where `authd healthcheck` connects for `http.bind`: an unspecified address (`0.0.0.0`,
+/// `[::]`) listens on loopback too, so the check asks loopback of the same family.
+pub fn healthcheck_addr(bind: &str) -> anyhow::Result<SocketAddr> {
+    let mut addr: SocketAddr = bind
+        .parse()
+        .with_context(|| format!("http.bind is not IP:PORT: {bind:?}"))?;
+    if addr.port() == 0 {
+        bail!(
+            "http.bind has port 0 (a port chosen at start-up); a health check needs a fixed port"
+        );
+    }
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr.ip() {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        });
+    }
+    Ok(addr)
+}
+
+/// `authd healthcheck`: one plain HTTP/1.1 `GET /readyz` to the server on `http.bind`, with
+/// the whole exchange bounded by the server's own readiness budget plus three seconds. `Ok` is
+/// the line to print when the answer is 200; `Err` says what happened instead.
+pub fn healthcheck(settings: &Settings) -> anyhow::Result<String> {
+    let addr = healthcheck_addr(&settings.http.bind)?;
+    let url = format!("http://{addr}/readyz");
+    let budget = Duration::from_millis(settings.http.readiness_timeout_ms)
+        .saturating_add(Duration::from_secs(3));
+    let started = Instant::now();
+    let status_line =
+        readyz_status_line(addr, budget).with_context(|| format!("not ready: GET {url} failed"))?;
+    let code = status_line.split_whitespace().nth(1).unwrap_or("");
+    let ms = started.elapsed().as_millis();
+    if code == "200" {
+        Ok(format!("ready: GET {url} answered 200 in {ms} ms"))
+    } else {
+        bail!("not ready: GET {url} answered {status_line:?} in {ms} ms")
+    }
+}
+
+/// Sends the request and returns the response's status line (`HTTP/1.1 200 OK`).
+fn readyz_status_line(addr: SocketAddr, budget: Duration) -> anyhow::Result<String> {
+    let deadline = Instant::now() + budget;
+    let left = || {
+        deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| anyhow!("no answer within {} ms", budget.as_millis()))
+    };
+    let mut stream = TcpStream::connect_timeout(&addr, left()?).context("cannot connect")?;
+    stream.set_write_timeout(Some(left()?))?;
+    write!(
+        stream,
+        "GET /readyz HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: authd-healthcheck\r\n\
+         Accept: application/json\r\nConnection: close\r\n\r\n"
+    )
+    .context("cannot send the request")?;
+    // Only the status line matters; it ends at the first CRLF.
+    let mut head = Vec::with_capacity(256);
+    let mut buf = [0u8; 256];
+    while !head.windows(2).any(|w| w == b"\r\n") {
+        stream.set_read_timeout(Some(left()?))?;
+        let n = stream.read(&mut buf).context("no answer")?;
+        if n == 0 {
+            bail!("the connection closed before a status line");
+        }
+        head.extend_from_slice(&buf[..n]);
+        if head.len() > 4096 {
+            bail!("no HTTP status line in the first 4 KiB of the answer");
+        }
+    }
+    let text = String::from_utf8_lossy(&head);
+    let line = text.split("\r\n").next().unwrap_or("").to_owned();
+    if !line.starts_with("HTTP/") {
+        bail!("the answer is not HTTP: {line:?}");
+    }
+    Ok(line)
 }

@@ -68,6 +68,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", crate::cli::mail_requeue_dead(&loaded.settings)?);
             Ok(())
         }
+        Command::Healthcheck => {
+            println!("{}", crate::cli::healthcheck(&loaded.settings)?);
+            Ok(())
+        }
         Command::Config(ConfigCommand::Check) => {
             println!("{}", crate::cli::config_summary(&loaded));
             Ok(())
