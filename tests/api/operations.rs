@@ -32,6 +32,7 @@ use diesel::{Connection, PgConnection, RunQueryDsl};
 use serde_json::{json, Value};
 
 use crate::mail_backends::{ReceivedMail, AUTHD, PASSWORD};
+use crate::replicas::smtp_replica;
 
 /// Durations in the shipped rules are divided by this much.
 const SCALE: u64 = 120;
@@ -397,18 +398,7 @@ async fn prometheus_sees_the_dashboard_and_the_alerts_fire_and_resolve_on_real_f
     create_user(AUTHD, &db.url, "ann@example.org", PASSWORD);
     let mut smtp = SmtpServer::start();
     let port = smtp.port().to_string();
-    let settings = [
-        ("AUTHD__ORIGINS__DEFAULT__BACKEND", "smtp"),
-        ("AUTHD__ORIGINS__DEFAULT__SMTP__HOST", "127.0.0.1"),
-        ("AUTHD__ORIGINS__DEFAULT__SMTP__PORT", port.as_str()),
-        ("AUTHD__ORIGINS__DEFAULT__SMTP__TLS", "none"),
-        ("AUTHD__ORIGINS__DEFAULT__SMTP__TIMEOUT_SECS", "5"),
-        ("AUTHD__MAIL__POLL_INTERVAL_MS", "100"),
-        ("AUTHD__MAIL__BACKOFF_INITIAL_MS", "100"),
-        ("AUTHD__MAIL__BACKOFF_MAX_SECS", "1"),
-        ("AUTHD__MAIL__MAX_ATTEMPTS", "100000"),
-        ("AUTHD__MAIL__SEND_TIMEOUT_SECS", "10"),
-    ];
+    let settings = smtp_replica(&port, &[]);
     let a = AuthdProcess::start(AUTHD, &db.url, &settings);
     let mut b = AuthdProcess::start(AUTHD, &db.url, &settings);
     let replicas = [&a, &b];

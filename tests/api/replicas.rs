@@ -20,7 +20,10 @@ const DELIVERY: Duration = Duration::from_secs(20);
 
 /// A replica that sends through the SMTP server on `port` and retries fast: 100 ms polls,
 /// backoff from 100 ms up to 1 s, and so many attempts that no mail dies during a test.
-fn smtp_replica<'a>(port: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+pub(crate) fn smtp_replica<'a>(
+    port: &'a str,
+    extra: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
     let mut settings = vec![
         ("AUTHD__ORIGINS__DEFAULT__BACKEND", "smtp"),
         ("AUTHD__ORIGINS__DEFAULT__SMTP__HOST", "127.0.0.1"),
