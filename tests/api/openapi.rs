@@ -133,3 +133,40 @@ async fn the_docs_page_works_without_internet_access() {
         assert!(!res.text.contains("cdn."), "{asset} loads from a CDN");
     }
 }
+
+/// Client generators name methods after `operationId`s and refuse or mangle duplicates: every
+/// operation has one, unique, in lowerCamelCase, named after what it does.
+#[actix_web::test]
+async fn every_operation_has_a_unique_camel_case_operation_id() {
+    let app = TestApp::spawn(Db::Sqlite).await;
+    let doc = app.openapi().await;
+    let mut ids = std::collections::BTreeMap::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("path item") {
+            let id = op["operationId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{method} {path} has no operationId"));
+            assert!(
+                id.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+                    && id.chars().all(|c| c.is_ascii_alphanumeric()),
+                "{method} {path}: {id} is not lowerCamelCase"
+            );
+            if let Some(other) = ids.insert(id.to_owned(), format!("{method} {path}")) {
+                panic!("{id} names both {other} and {method} {path}");
+            }
+        }
+    }
+    assert_eq!(ids.len(), 32, "{ids:?}");
+    for (id, op) in [
+        ("sendPasswordReset", "post /user/password/reset/send"),
+        ("checkPasswordResetOtp", "post /user/password/reset/validate"),
+        ("updatePasswordViaOtp", "put /user/password/otp"),
+        ("activateTotp", "post /user/2fa/totp/enable"),
+        ("login", "post /auth/login"),
+        ("refreshtoken", "get /auth/refreshtoken"),
+        ("accesstoken", "get /auth/accesstoken"),
+        ("logout", "post /auth/logout"),
+    ] {
+        assert_eq!(ids.get(id).map(String::as_str), Some(op), "{id}");
+    }
+}

@@ -139,7 +139,7 @@ pub(crate) async fn confirm_password(
 
 /// Exchanges an email and password for a refresh token (`text/plain`). Unknown accounts,
 /// disabled accounts and wrong passwords get the same answer in the same time.
-#[utoipa::path(post, path = "/auth/login", tag = "authentication", request_body = LoginBody,
+#[utoipa::path(post, path = "/auth/login", operation_id = "login", tag = "authentication", request_body = LoginBody,
     responses(
         (status = 200, description = "A refresh token", content_type = "text/plain", body = String),
         (status = 400, description = "Invalid input (a sentence)", body = ErrorBody),
@@ -304,7 +304,7 @@ async fn rehash(state: &AppState, user_id: i64, password: String) {
 }
 
 /// Makes an access token from a refresh token (`text/plain`).
-#[utoipa::path(get, path = "/auth/accesstoken", tag = "authentication", security(("refresh" = [])),
+#[utoipa::path(get, path = "/auth/accesstoken", operation_id = "accesstoken", tag = "authentication", security(("refresh" = [])),
     responses(
         (status = 200, description = "An access token (JWT)", content_type = "text/plain", body = String),
         (status = 401, description = "`NO_TOKEN_PROVIDED` or `INVALID_TOKEN`", body = ErrorBody),
@@ -327,7 +327,7 @@ pub async fn access_token(
     Ok(text(token))
 }
 
-#[utoipa::path(get, path = "/auth/accesstoken/validate", tag = "authentication", security(("access" = [])),
+#[utoipa::path(get, path = "/auth/accesstoken/validate", operation_id = "validateAccesstoken", tag = "authentication", security(("access" = [])),
     responses(
         (status = 200, description = "The token is valid", body = UserIdBody),
         (status = 401, description = "`NO_TOKEN_PROVIDED` or `INVALID_TOKEN`", body = ErrorBody),
@@ -340,7 +340,7 @@ pub async fn validate_access(auth: AccessAuth) -> HttpResponse {
 
 /// Rotates a refresh token: the presented one is revoked and a new one of the same login
 /// returned. Presenting an already rotated token revokes the whole login (theft detection).
-#[utoipa::path(get, path = "/auth/refreshtoken", tag = "authentication", security(("refresh" = [])),
+#[utoipa::path(get, path = "/auth/refreshtoken", operation_id = "refreshtoken", tag = "authentication", security(("refresh" = [])),
     responses(
         (status = 200, description = "A new refresh token", content_type = "text/plain", body = String),
         (status = 401, description = "`NO_TOKEN_PROVIDED` or `INVALID_TOKEN`", body = ErrorBody),
@@ -395,7 +395,7 @@ pub async fn rotate_refresh(
     Ok(text(new))
 }
 
-#[utoipa::path(get, path = "/auth/refreshtoken/validate", tag = "authentication", security(("refresh" = [])),
+#[utoipa::path(get, path = "/auth/refreshtoken/validate", operation_id = "validateRefreshtoken", tag = "authentication", security(("refresh" = [])),
     responses(
         (status = 200, description = "The token is valid", body = UserIdBody),
         (status = 401, description = "`NO_TOKEN_PROVIDED` or `INVALID_TOKEN`", body = ErrorBody),
@@ -407,7 +407,7 @@ pub async fn validate_refresh(auth: RefreshAuth) -> HttpResponse {
 }
 
 /// Revokes the presented refresh token.
-#[utoipa::path(post, path = "/auth/logout", tag = "authentication", security(("refresh" = [])),
+#[utoipa::path(post, path = "/auth/logout", operation_id = "logout", tag = "authentication", security(("refresh" = [])),
     responses(
         (status = 204, description = "Logged out"),
         (status = 401, description = "`NO_TOKEN_PROVIDED` or `INVALID_TOKEN`", body = ErrorBody),
@@ -425,7 +425,7 @@ pub async fn logout(
 }
 
 /// The public keys that verify access tokens (RFC 7517; Ed25519 keys as OKP, RFC 8037).
-#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "authentication",
+#[utoipa::path(get, path = "/.well-known/jwks.json", operation_id = "jwks", tag = "authentication",
     responses((status = 200, description = "The JWK set", body = Object)))]
 pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
     json_ok(&state.signer.jwks())
@@ -448,7 +448,7 @@ pub struct SudoTokenBody {
 /// access token, gives a sudo token for the same login (OWASP ASVS 7.5.1). Accounts with a
 /// second factor step up with an `authenticate` call instead. Wrong passwords count in the
 /// same backoff as at login.
-#[utoipa::path(post, path = "/auth/sudo", tag = "authentication", request_body = SudoBody,
+#[utoipa::path(post, path = "/auth/sudo", operation_id = "sudo", tag = "authentication", request_body = SudoBody,
     security(("access" = [])),
     responses(
         (status = 200, description = "A sudo token", body = SudoTokenBody),

@@ -39,7 +39,7 @@ pub struct CompleteTransferBody {
 
 /// Mails a code to the new address. The answer is the same whether or not another account
 /// has that address; completing the transfer tells.
-#[utoipa::path(post, path = "/user/email/initiate", tag = "email address",
+#[utoipa::path(post, path = "/user/email/initiate", operation_id = "initiateEmailChange", tag = "email address",
     params(MailQuery), request_body = InitiateTransferBody, security(("sudo" = []), ("access" = [])),
     responses(
         (status = 200, description = "A code was mailed to the new address", body = Option<String>, example = json!(null)),
@@ -77,7 +77,7 @@ pub async fn initiate(
 
 /// Completes the transfer with the code: the login address changes, the old address gets a
 /// notice naming the new one (masked), and every other login of the user ends.
-#[utoipa::path(put, path = "/user/email", tag = "email address",
+#[utoipa::path(put, path = "/user/email", operation_id = "updateEmailViaOtp", tag = "email address",
     request_body = CompleteTransferBody, security(("access" = [])),
     responses(
         (status = 200, description = "The login address changed", body = Option<String>, example = json!(null)),

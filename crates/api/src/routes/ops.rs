@@ -22,7 +22,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// Liveness: 200 while the process serves requests. Touches nothing else, so it stays fast
 /// under load.
-#[utoipa::path(get, path = "/healthz", tag = "operations",
+#[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "operations",
     responses((status = 200, description = "The process is serving", body = Status)))]
 pub async fn healthz() -> HttpResponse {
     json_ok(&Status { status: "ok" })
@@ -30,7 +30,7 @@ pub async fn healthz() -> HttpResponse {
 
 /// Readiness: 200 when the database answers and no migration is pending; 503 otherwise
 /// (`DATABASE_UNAVAILABLE` or `MIGRATIONS_PENDING`).
-#[utoipa::path(get, path = "/readyz", tag = "operations",
+#[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "operations",
     responses(
         (status = 200, description = "Ready to serve traffic", body = Status),
         (status = 503, description = "`DATABASE_UNAVAILABLE` or `MIGRATIONS_PENDING`", body = ErrorBody),

@@ -92,7 +92,7 @@ pub(crate) fn issue_error(e: IssueError) -> ApiError {
 
 /// Sends a reset code and link to `email` if an account has it. Unknown addresses get the same
 /// answer, cost and throttling, and no mail.
-#[utoipa::path(post, path = "/user/password/reset/send", tag = "password reset",
+#[utoipa::path(post, path = "/user/password/reset/send", operation_id = "sendPasswordReset", tag = "password reset",
     params(MailQuery), request_body = ResetSendBody,
     responses(
         (status = 200, description = "Accepted: a mail is queued if an account has this address", body = Option<String>, example = json!(null)),
@@ -116,7 +116,7 @@ pub async fn reset_send(
 }
 
 /// The older clients' alias of `POST /user/password/reset/send` (email of 5 to 100 characters).
-#[utoipa::path(post, path = "/v1/auth/forgot-password", tag = "password reset",
+#[utoipa::path(post, path = "/v1/auth/forgot-password", operation_id = "forgotPasswordLegacy", tag = "password reset",
     params(MailQuery), request_body = ForgotPasswordBody,
     responses(
         (status = 200, description = "Accepted", body = Option<String>, example = json!(null)),
@@ -213,7 +213,7 @@ async fn send_reset(
 
 /// Answers 200 when the code is currently valid for the address, without using it up. A wrong
 /// code counts as a guess.
-#[utoipa::path(post, path = "/user/password/reset/validate", tag = "password reset",
+#[utoipa::path(post, path = "/user/password/reset/validate", operation_id = "checkPasswordResetOtp", tag = "password reset",
     request_body = ResetValidateBody,
     responses(
         (status = 200, description = "The code is valid (and still usable)", body = Option<String>, example = json!(null)),
@@ -268,7 +268,7 @@ async fn check_reset_code(
 
 /// Replaces the password using the mailed code: the code is used up, every refresh token of
 /// the user is revoked, and a "password changed" notice is mailed.
-#[utoipa::path(put, path = "/user/password/otp", tag = "password reset",
+#[utoipa::path(put, path = "/user/password/otp", operation_id = "updatePasswordViaOtp", tag = "password reset",
     request_body = ResetWithOtpBody,
     responses(
         (status = 200, description = "Password replaced", body = Option<String>, example = json!(null)),
@@ -352,7 +352,7 @@ pub struct ChangePasswordBody {
 
 /// Changes the password of the caller. Every other login of the user is ended (the caller's
 /// stays) and a notice is mailed.
-#[utoipa::path(put, path = "/user/password/old-password", tag = "password",
+#[utoipa::path(put, path = "/user/password/old-password", operation_id = "updatePasswordViaOldPassword", tag = "password",
     params(MailQuery), request_body = ChangePasswordBody, security(("sudo" = []), ("access" = [])),
     responses(
         (status = 200, description = "Password changed", body = Option<String>, example = json!(null)),

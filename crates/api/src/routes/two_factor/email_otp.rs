@@ -50,7 +50,7 @@ const TOO_MANY: &str = "TOO_MANY_OTP_EMAILS";
 
 /// Mails a code to the address the caller wants to use for email OTP; enabling with that
 /// code makes it the second factor (an active method keeps its address until then).
-#[utoipa::path(post, path = "/user/2fa/email-otp/setup", tag = "two-factor: email OTP",
+#[utoipa::path(post, path = "/user/2fa/email-otp/setup", operation_id = "setupEmailOtp", tag = "two-factor: email OTP",
     params(MailQuery), request_body = EmailOtpSetupBody, security(("sudo" = []), ("access" = [])),
     responses(
         (status = 200, description = "A code was mailed to the address", body = Option<String>, example = json!(null)),
@@ -86,7 +86,7 @@ pub async fn setup(
 }
 
 /// Confirms the address with the mailed code and turns email OTP on.
-#[utoipa::path(post, path = "/user/2fa/email-otp/enable", tag = "two-factor: email OTP",
+#[utoipa::path(post, path = "/user/2fa/email-otp/enable", operation_id = "activateEmailOtp", tag = "two-factor: email OTP",
     request_body = OtpBody, security(("access" = [])),
     responses(
         (status = 200, description = "Email OTP is on. The first method on returns 10 new recovery codes; a further method returns `[]`", body = RecoveryCodesBody),
@@ -135,7 +135,7 @@ pub async fn enable(
 }
 
 /// Mails a sign-in code to the email OTP address.
-#[utoipa::path(post, path = "/user/2fa/email-otp/challenge", tag = "two-factor: email OTP",
+#[utoipa::path(post, path = "/user/2fa/email-otp/challenge", operation_id = "sendEmailOtpChallenge", tag = "two-factor: email OTP",
     params(MailQuery), request_body = EmptyBody, security(("access" = []), ("partial" = [])),
     responses(
         (status = 200, description = "A code was mailed", body = Option<String>, example = json!(null)),
@@ -174,7 +174,7 @@ pub async fn challenge(
 }
 
 /// Passes the second factor with a mailed code (used up).
-#[utoipa::path(post, path = "/user/2fa/email-otp/authenticate", tag = "two-factor: email OTP",
+#[utoipa::path(post, path = "/user/2fa/email-otp/authenticate", operation_id = "authenticateEmailOtp", tag = "two-factor: email OTP",
     request_body = OtpBody, security(("access" = []), ("partial" = [])),
     responses(
         (status = 200, description = "With a partial token: a new login (all three tokens). With an access token: `sudoToken` only", body = SecondFactorTokens),
@@ -223,7 +223,7 @@ pub async fn authenticate(
 }
 
 /// Seconds until another code mail (setup or challenge) can be sent.
-#[utoipa::path(get, path = "/user/2fa/email-otp/next-email", tag = "two-factor: email OTP",
+#[utoipa::path(get, path = "/user/2fa/email-otp/next-email", operation_id = "emailOtpNextEmail", tag = "two-factor: email OTP",
     security(("access" = [])),
     responses(
         (status = 200, description = "The wait; 0 means now", body = DurationBody),
@@ -244,7 +244,7 @@ pub async fn next_email(
 
 /// Turns email OTP off. When it was the last method, two-factor authentication is off and
 /// the recovery codes are deleted.
-#[utoipa::path(delete, path = "/user/2fa/email-otp", tag = "two-factor: email OTP",
+#[utoipa::path(delete, path = "/user/2fa/email-otp", operation_id = "deactivateEmailOtp", tag = "two-factor: email OTP",
     params(MailQuery), security(("sudo" = [])),
     responses(
         (status = 200, description = "Email OTP is off", body = Option<String>, example = json!(null)),

@@ -380,7 +380,7 @@ fn rfc3339(ms: i64) -> String {
 }
 
 /// The second factors of the caller.
-#[utoipa::path(get, path = "/user/2fa", tag = "two-factor", security(("access" = [])),
+#[utoipa::path(get, path = "/user/2fa", operation_id = "twoFactorOverview", tag = "two-factor", security(("access" = [])),
     responses(
         (status = 200, description = "The caller's second factors", body = TwoFactorOverview),
         (status = 401, description = "`NO_TOKEN_PROVIDED` or `INVALID_TOKEN`", body = ErrorBody),

@@ -43,7 +43,7 @@ const TOO_MANY: &str = "TOO_MANY_RECOVERY_CODE_CHECKS";
 
 /// Passes the second factor with a recovery code, which is used up; the login address gets a
 /// notice saying how many codes are left.
-#[utoipa::path(post, path = "/user/2fa/recovery-code/authenticate", tag = "two-factor: recovery codes",
+#[utoipa::path(post, path = "/user/2fa/recovery-code/authenticate", operation_id = "authenticateRecoveryCode", tag = "two-factor: recovery codes",
     params(MailQuery), request_body = RecoveryCodeBody, security(("access" = []), ("partial" = [])),
     responses(
         (status = 200, description = "With a partial token: a new login (all three tokens). With an access token: `sudoToken` only", body = SecondFactorTokens),
@@ -123,7 +123,7 @@ pub async fn authenticate(
 }
 
 /// Replaces the recovery codes with a new set; every older code stops working.
-#[utoipa::path(post, path = "/user/2fa/recovery-code/reset", tag = "two-factor: recovery codes",
+#[utoipa::path(post, path = "/user/2fa/recovery-code/reset", operation_id = "resetRecoveryCodes", tag = "two-factor: recovery codes",
     params(MailQuery), request_body = EmptyBody, security(("sudo" = [])),
     responses(
         (status = 200, description = "The new codes, shown this once", body = RecoveryCodesBody),
@@ -182,7 +182,7 @@ pub async fn reset(
 }
 
 /// Seconds until the next recovery-code guess may be made: the wait a 429 would report.
-#[utoipa::path(get, path = "/user/2fa/recovery-code/next-guess", tag = "two-factor: recovery codes",
+#[utoipa::path(get, path = "/user/2fa/recovery-code/next-guess", operation_id = "recoveryCodeNextGuess", tag = "two-factor: recovery codes",
     security(("access" = [])),
     responses(
         (status = 200, description = "The wait; 0 means now", body = DurationBody),

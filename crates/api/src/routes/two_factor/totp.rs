@@ -87,7 +87,7 @@ fn now_secs() -> i64 {
 
 /// Starts (or restarts) a TOTP setup: a new 160-bit secret, pending until enabled. An active
 /// secret keeps working until then.
-#[utoipa::path(post, path = "/user/2fa/totp/setup", tag = "two-factor: TOTP",
+#[utoipa::path(post, path = "/user/2fa/totp/setup", operation_id = "setupTotp", tag = "two-factor: TOTP",
     params(TotpSetupQuery), request_body = EmptyBody, security(("sudo" = []), ("access" = [])),
     responses(
         (status = 200, description = "The key URI of the new secret", body = TotpSetupResponse),
@@ -126,7 +126,7 @@ pub async fn setup(
 }
 
 /// Turns TOTP on with a code of the pending secret.
-#[utoipa::path(post, path = "/user/2fa/totp/enable", tag = "two-factor: TOTP",
+#[utoipa::path(post, path = "/user/2fa/totp/enable", operation_id = "activateTotp", tag = "two-factor: TOTP",
     params(MailQuery), request_body = TotpBody, security(("access" = [])),
     responses(
         (status = 200, description = "TOTP is on. The first method on returns 10 new recovery codes; a further method returns `[]`", body = RecoveryCodesBody),
@@ -181,7 +181,7 @@ pub async fn enable(
 
 /// Passes the second factor with a TOTP code: the current or the previous step, later than
 /// the last accepted one.
-#[utoipa::path(post, path = "/user/2fa/totp/authenticate", tag = "two-factor: TOTP",
+#[utoipa::path(post, path = "/user/2fa/totp/authenticate", operation_id = "authenticateTotp", tag = "two-factor: TOTP",
     request_body = TotpBody, security(("access" = []), ("partial" = [])),
     responses(
         (status = 200, description = "With a partial token: a new login (all three tokens). With an access token: `sudoToken` only", body = SecondFactorTokens),
@@ -253,7 +253,7 @@ fn replayed(user_id: i64, ip: std::net::IpAddr) {
 }
 
 /// Seconds until the next TOTP guess may be made: the wait a 429 would report.
-#[utoipa::path(get, path = "/user/2fa/totp/next-guess", tag = "two-factor: TOTP",
+#[utoipa::path(get, path = "/user/2fa/totp/next-guess", operation_id = "totpNextGuess", tag = "two-factor: TOTP",
     security(("access" = [])),
     responses(
         (status = 200, description = "The wait; 0 means now", body = DurationBody),
@@ -283,7 +283,7 @@ pub async fn next_guess(
 
 /// Turns TOTP off (a pending setup is dropped too). When it was the last method, two-factor
 /// authentication is off and the recovery codes are deleted.
-#[utoipa::path(delete, path = "/user/2fa/totp", tag = "two-factor: TOTP",
+#[utoipa::path(delete, path = "/user/2fa/totp", operation_id = "deactivateTotp", tag = "two-factor: TOTP",
     params(MailQuery), security(("sudo" = [])),
     responses(
         (status = 200, description = "TOTP is off", body = Option<String>, example = json!(null)),
