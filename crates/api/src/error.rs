@@ -245,3 +245,32 @@ impl From<authd_store::StoreError> for ApiError {
         }
     }
 }
+
+// Mappings of the actors' errors into API errors.
+
+use authd_mail::RenderError;
+use authd_otp::IssueError;
+
+pub(crate) fn otp_invalid() -> ApiError {
+    ApiError::code(StatusCode::UNAUTHORIZED, "OTP_INVALID_EXPIRED")
+}
+
+pub(crate) fn template_error(e: RenderError) -> ApiError {
+    match e {
+        RenderError::Template(t) => ApiError::internal_code("UNABLE_TO_FIND_MAIL_TEMPLATE", t),
+        RenderError::UnknownOrigin => ApiError::code(StatusCode::BAD_REQUEST, "UNKNOWN_ORIGIN"),
+        // An address our parser accepts but the mail library refuses: refuse it as input.
+        RenderError::Compose(c) => {
+            tracing::warn!(cause = %c, "address accepted by validation but refused by the mail composer");
+            ApiError::bad_request("Invalid email address")
+        }
+    }
+}
+
+pub(crate) fn issue_error(e: IssueError) -> ApiError {
+    match e {
+        IssueError::Render(r) => template_error(r),
+        IssueError::Store(s) => s.into(),
+        IssueError::Mailer(m) => ApiError::internal(m),
+    }
+}

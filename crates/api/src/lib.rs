@@ -11,7 +11,6 @@ use serde::Serialize;
 
 pub mod auth;
 pub mod client_ip;
-pub mod codes;
 pub mod error;
 pub mod hashing;
 pub mod input;
@@ -20,6 +19,7 @@ pub mod middleware;
 pub mod notices;
 pub mod openapi;
 pub mod routes;
+pub mod services;
 pub mod throttle;
 
 pub use error::{ApiError, ErrorBody};
@@ -39,7 +39,7 @@ pub struct AppState {
     pub hasher: Hasher,
     pub signer: Arc<authd_domain::tokens::TokenSigner>,
     pub trusted_proxies: client_ip::TrustedProxies,
-    pub two_factor: routes::two_factor::TwoFactorKeys,
+    pub two_factor: services::two_factor::TwoFactorKeys,
 }
 
 /// Milliseconds since the epoch: the clock of every stored instant.

@@ -86,7 +86,7 @@ impl Application {
                 &settings.http.trusted_proxies,
                 settings.http.client_ip_header,
             ),
-            two_factor: authd_api::routes::two_factor::TwoFactorKeys::new(&keys.totp, &keys.otp),
+            two_factor: authd_api::services::two_factor::TwoFactorKeys::new(&keys.totp, &keys.otp),
             signer: std::sync::Arc::new(
                 authd_domain::tokens::TokenSigner::new(
                     &settings.tokens.issuer,

@@ -8,7 +8,6 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use authd_domain::tokens::{new_refresh_token, refresh_token_hash, TokenKind};
 use authd_domain::Email;
-use authd_ratelimit::Backoff;
 use authd_store::{refresh_tokens, users, Connection};
 use authd_telemetry::names;
 use serde::{Deserialize, Serialize};
@@ -16,6 +15,8 @@ use utoipa::ToSchema;
 
 use crate::auth::{invalid_token, AccessAuth, RawBearer, RefreshAuth};
 use crate::error::ErrorBody;
+use crate::services::accounts::{confirm_password, guarded_password_check, password_incorrect};
+use crate::services::sessions::{issue_refresh_in_family, ms};
 use crate::{json_ok, now_ms, ApiError, AppState, JsonBody};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -58,83 +59,6 @@ fn text(token: String) -> HttpResponse {
         ))
         .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
         .body(token)
-}
-
-pub(crate) fn password_incorrect() -> ApiError {
-    ApiError::code(StatusCode::UNAUTHORIZED, "PASSWORD_INCORRECT")
-}
-
-fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
-}
-
-/// Starts a login: a new refresh token in a new family. Returns the raw token and the family
-/// (the `sid` of the login's signed tokens).
-pub(crate) async fn issue_refresh_in_family(
-    state: &AppState,
-    user_id: i64,
-) -> Result<(String, String), ApiError> {
-    let token = new_refresh_token();
-    let hash = refresh_token_hash(&token);
-    let family = uuid::Uuid::new_v4().simple().to_string();
-    let sid = family.clone();
-    let lifetime = ms(Duration::from_secs(
-        state.settings.tokens.refresh_lifetime_secs,
-    ));
-    state
-        .store
-        .run(move |c| {
-            let now = now_ms();
-            refresh_tokens::insert(c, user_id, &hash, &family, now, now + lifetime)
-        })
-        .await?;
-    Ok((token, sid))
-}
-
-/// Runs the password backoff around a check. `key` is the normalised username (also for
-/// unknown accounts); the wait counts per account and client network.
-pub(crate) async fn guarded_password_check(
-    state: &AppState,
-    key: &str,
-    user_id: Option<i64>,
-    ip: std::net::IpAddr,
-    check: impl Future<Output = Result<bool, ApiError>>,
-) -> Result<bool, ApiError> {
-    let guess = crate::throttle::Guess {
-        backoff: Backoff::Password,
-        account: key.to_owned(),
-        user_id,
-        ip,
-        too_many: "TOO_MANY_FAILED_PASSWORD_CHECKS",
-    };
-    crate::throttle::guarded(state, &guess, check).await
-}
-
-use std::future::Future;
-
-/// A signed-in user types their password again (a password change, a step-up): checked under
-/// the password backoff of the account and client network. 401 `PASSWORD_INCORRECT` when
-/// wrong, 500 `NO_PASSWORD_INFO` for an account without one.
-pub(crate) async fn confirm_password(
-    state: &AppState,
-    user: &users::User,
-    password: String,
-    ip: std::net::IpAddr,
-) -> Result<(), ApiError> {
-    let stored = user
-        .password_hash()
-        .map_err(ApiError::from)?
-        .ok_or_else(|| ApiError::code(StatusCode::INTERNAL_SERVER_ERROR, "NO_PASSWORD_INFO"))?;
-    let hasher = state.hasher.clone();
-    let ok = guarded_password_check(state, &user.email, Some(user.id), ip, async move {
-        hasher.verify(stored, password).await
-    })
-    .await?;
-    if ok {
-        Ok(())
-    } else {
-        Err(password_incorrect())
-    }
 }
 
 /// Exchanges an email and password for a refresh token (`text/plain`). Unknown accounts,
@@ -271,7 +195,7 @@ fn two_factor_required(
         message: "TWO_FACTOR_REQUIRED".to_owned(),
         partial_token: Some(partial),
         methods: Some(
-            super::two_factor::login_methods(status)
+            crate::services::two_factor::login_methods(status)
                 .into_iter()
                 .map(str::to_owned)
                 .collect(),

@@ -10,12 +10,12 @@ use authd_store::{otps, refresh_tokens, users, Connection, StoreError};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::password::otp_invalid;
-use super::two_factor::active_user;
 use crate::auth::{AccessAuth, SudoOrAccessWithout2fa};
-use crate::codes::{check, confirm_address, AddressCode};
+use crate::error::otp_invalid;
 use crate::error::ErrorBody;
 use crate::input::{self, MailQuery};
+use crate::services::accounts::active_user;
+use crate::services::codes::{check, confirm_address, AddressCode};
 use crate::{json_ok, now_ms, ApiError, AppState, JsonBody};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -95,7 +95,7 @@ pub async fn complete(
 ) -> Result<HttpResponse, ApiError> {
     let code = input::otp("otp", &body.0.otp)?;
     let user = active_user(&state, auth.user_id).await?;
-    let guesser = crate::codes::CodeGuesser::user(user.id, ip.0);
+    let guesser = crate::services::codes::CodeGuesser::user(user.id, ip.0);
     let verified = check(&state, guesser, Purpose::EmailTransfer, code).await?;
     let new = input::email(verified.target.as_deref().unwrap_or_default())?;
     let old = input::email(&user.email)?;

@@ -1,17 +1,16 @@
 //! Password reset by an emailed one-time code (no token): send, validate, reset; and the
 //! older clients' alias `POST /v1/auth/forgot-password`.
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
-use authd_mail::{MailKind, RenderError};
-use authd_otp::{Decoy, Issue, IssueError, Purpose};
+use authd_mail::MailKind;
+use authd_otp::{Decoy, Issue, Purpose};
 use authd_ratelimit::Limit;
 use authd_store::{otps, refresh_tokens, users, Connection};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::auth::SudoOrAccessWithout2fa;
-use crate::error::ErrorBody;
+use crate::error::{issue_error, otp_invalid, ErrorBody};
 use crate::input::{self, MailQuery, MailTarget};
 use crate::{json_ok, now_ms, ApiError, AppState, JsonBody};
 
@@ -64,30 +63,6 @@ pub struct ResetWithOtpBody {
     /// 8 to 256 characters with a lower-case letter, an upper-case letter and a digit.
     #[schema(min_length = 8, max_length = 256, example = "Correct1horse")]
     pub new_password: String,
-}
-
-pub(crate) fn otp_invalid() -> ApiError {
-    ApiError::code(StatusCode::UNAUTHORIZED, "OTP_INVALID_EXPIRED")
-}
-
-pub(crate) fn template_error(e: RenderError) -> ApiError {
-    match e {
-        RenderError::Template(t) => ApiError::internal_code("UNABLE_TO_FIND_MAIL_TEMPLATE", t),
-        RenderError::UnknownOrigin => ApiError::code(StatusCode::BAD_REQUEST, "UNKNOWN_ORIGIN"),
-        // An address our parser accepts but the mail library refuses: refuse it as input.
-        RenderError::Compose(c) => {
-            tracing::warn!(cause = %c, "address accepted by validation but refused by the mail composer");
-            ApiError::bad_request("Invalid email address")
-        }
-    }
-}
-
-pub(crate) fn issue_error(e: IssueError) -> ApiError {
-    match e {
-        IssueError::Render(r) => template_error(r),
-        IssueError::Store(s) => s.into(),
-        IssueError::Mailer(m) => ApiError::internal(m),
-    }
 }
 
 /// Sends a reset code and link to `email` if an account has it. Unknown addresses get the same
@@ -256,12 +231,13 @@ async fn check_reset_code(
         .read(move |c| users::find_by_email(c, &email))
         .await?
         .filter(|u| !u.disabled);
-    let guesser = crate::codes::CodeGuesser {
+    let guesser = crate::services::codes::CodeGuesser {
         user_id: user.as_ref().map(|u| u.id),
         account,
         ip,
     };
-    let verified = crate::codes::check(state, guesser, Purpose::PasswordReset, code).await?;
+    let verified =
+        crate::services::codes::check(state, guesser, Purpose::PasswordReset, code).await?;
     let user = user.ok_or_else(otp_invalid)?;
     Ok((user, verified))
 }
@@ -385,7 +361,8 @@ pub async fn change_password(
         .await?
         .filter(|u| !u.disabled)
         .ok_or_else(crate::auth::invalid_token)?;
-    super::auth::confirm_password(&state, &user, body.0.old_password.clone(), ip.0).await?;
+    crate::services::accounts::confirm_password(&state, &user, body.0.old_password.clone(), ip.0)
+        .await?;
     let hash = state.hasher.hash(password).await?;
     let to = input::email(&user.email)?;
     let target = input::notice_target(&state, &user, Some(&query))?;

@@ -8,15 +8,18 @@ use authd_store::{otps, two_factor};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::{
-    active_user, conflict, count_check, deactivate_method, enable_method, now_ms, status,
-    tokens_for, user_key, DurationBody, EmptyBody, Method, RecoveryCodesBody, SecondFactorTokens,
-};
 use crate::auth::{AccessAuth, AccessOrPartial, SudoAuth, SudoOrAccessWithout2fa};
-use crate::codes::{check, confirm_address, send_code, AddressCode, CodeMail};
+use crate::error::otp_invalid;
 use crate::error::ErrorBody;
 use crate::input::{self, MailQuery};
-use crate::routes::password::otp_invalid;
+use crate::now_ms;
+use crate::services::accounts::{active_user, user_key};
+use crate::services::codes::{check, confirm_address, send_code, AddressCode, CodeMail};
+use crate::services::sessions::{tokens_for, SecondFactorTokens};
+use crate::services::two_factor::{
+    conflict, count_check, deactivate_method, enable_method, status, DurationBody, EmptyBody,
+    Method, RecoveryCodesBody,
+};
 use crate::{json_ok, ApiError, AppState, JsonBody};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -107,7 +110,7 @@ pub async fn enable(
     if !status(&state, user.id).await?.email_otp_known {
         return Err(conflict("EMAIL_OTP_UNINITIALIZED"));
     }
-    let guesser = crate::codes::CodeGuesser::user(user.id, ip.0);
+    let guesser = crate::services::codes::CodeGuesser::user(user.id, ip.0);
     let verified = check(&state, guesser, Purpose::EmailOtpSetup, code).await?;
     let Some(address) = verified.target.clone() else {
         return Err(otp_invalid());
@@ -195,7 +198,7 @@ pub async fn authenticate(
     if status(&state, user.id).await?.email_otp.is_none() {
         return Err(conflict("EMAIL_OTP_INACTIVE"));
     }
-    let guesser = crate::codes::CodeGuesser::user(user.id, ip.0);
+    let guesser = crate::services::codes::CodeGuesser::user(user.id, ip.0);
     let verified = match check(&state, guesser, Purpose::EmailOtpChallenge, code).await {
         Ok(v) => v,
         Err(e) => {

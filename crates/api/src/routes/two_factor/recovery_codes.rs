@@ -10,13 +10,15 @@ use authd_store::{two_factor, Connection};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::{
-    active_user, conflict, count_check, notice_target, now_ms, status, tokens_for, user_guess,
-    DurationBody, EmptyBody, RecoveryCodesBody, SecondFactorTokens,
-};
 use crate::auth::{AccessAuth, AccessOrPartial, SudoAuth};
 use crate::error::ErrorBody;
 use crate::input::MailQuery;
+use crate::now_ms;
+use crate::services::accounts::{active_user, user_guess};
+use crate::services::sessions::{tokens_for, SecondFactorTokens};
+use crate::services::two_factor::{
+    conflict, count_check, notice_target, status, DurationBody, EmptyBody, RecoveryCodesBody,
+};
 use crate::{json_ok, ApiError, AppState, JsonBody};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

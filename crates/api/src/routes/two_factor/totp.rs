@@ -8,13 +8,15 @@ use authd_store::two_factor;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{
-    active_user, conflict, count_check, deactivate_method, enable_method, notice_target,
-    tokens_for, user_guess, DurationBody, EmptyBody, Method, RecoveryCodesBody, SecondFactorTokens,
-};
 use crate::auth::{AccessAuth, AccessOrPartial, SudoAuth, SudoOrAccessWithout2fa};
 use crate::error::ErrorBody;
 use crate::input::{self, MailQuery};
+use crate::services::accounts::{active_user, user_guess};
+use crate::services::sessions::{tokens_for, SecondFactorTokens};
+use crate::services::two_factor::{
+    conflict, count_check, deactivate_method, enable_method, notice_target, DurationBody,
+    EmptyBody, Method, RecoveryCodesBody,
+};
 use crate::{json_ok, ApiError, AppState, JsonBody};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -5,8 +5,8 @@ use authd_mail::MailKind;
 use authd_otp::{Check, CheckError, Issue, Purpose, VerifiedOtp};
 use authd_ratelimit::{Backoff, Limit};
 
+use crate::error::{issue_error, otp_invalid};
 use crate::input::{self, MailQuery, MailTarget};
-use crate::routes::password::{issue_error, otp_invalid};
 use crate::{ApiError, AppState};
 
 /// A code mail to send.
@@ -30,7 +30,7 @@ pub async fn send_code(
     mail: CodeMail,
     before: impl std::future::Future<Output = Result<(), ApiError>>,
 ) -> Result<(), ApiError> {
-    let key = crate::routes::two_factor::user_key(user_id);
+    let key = crate::services::accounts::user_key(user_id);
     crate::throttle::with_permit(state, limit, too_many, key, async {
         before.await?;
         let issued = state
@@ -71,7 +71,7 @@ impl CodeGuesser {
     pub fn user(user_id: i64, ip: std::net::IpAddr) -> Self {
         Self {
             user_id: Some(user_id),
-            account: crate::routes::two_factor::user_key(user_id),
+            account: crate::services::accounts::user_key(user_id),
             ip,
         }
     }
@@ -140,7 +140,7 @@ pub async fn confirm_address(
     let email = input::email(raw_email)?;
     input::allowed_provider(state, &email)?;
     let target = query.resolve(state)?;
-    crate::routes::two_factor::active_user(state, user_id).await?;
+    crate::services::accounts::active_user(state, user_id).await?;
     let mail = CodeMail {
         purpose: code.purpose,
         kind: code.kind,

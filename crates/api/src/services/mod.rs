@@ -1,0 +1,7 @@
+//! What the routes call: the rules that several calls share, written once. Route modules
+//! parse input, call into here and shape the answer; they never import each other.
+
+pub mod accounts;
+pub mod codes;
+pub mod sessions;
+pub mod two_factor;
