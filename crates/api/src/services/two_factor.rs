@@ -144,12 +144,8 @@ pub(crate) async fn enable_method(
     apply: impl FnOnce(&mut AnyConnection, i64) -> Result<bool, StoreError> + Send + 'static,
 ) -> Result<Option<Vec<String>>, ApiError> {
     let notice = change_notice(state, user, method, true, true, target).await?;
-    let codes = recovery::generate_set();
     let user_id = user.id;
-    let hashes: Vec<String> = codes
-        .iter()
-        .map(|c| recovery::hash(&state.two_factor.recovery, user_id, c))
-        .collect();
+    let (codes, hashes) = new_recovery_set(state, user_id);
     let outcome = state
         .store
         .run(move |c| {
@@ -252,4 +248,15 @@ pub fn login_methods(s: &two_factor::Status) -> Vec<&'static str> {
         methods.push("recoveryCode");
     }
     methods
+}
+
+/// A fresh set of recovery codes for `user_id`: the codes, shown once, and the keyed hashes
+/// that are stored.
+pub(crate) fn new_recovery_set(state: &AppState, user_id: i64) -> (Vec<String>, Vec<String>) {
+    let codes = recovery::generate_set();
+    let hashes = codes
+        .iter()
+        .map(|c| recovery::hash(&state.two_factor.recovery, user_id, c))
+        .collect();
+    (codes, hashes)
 }

@@ -17,7 +17,8 @@ use crate::now_ms;
 use crate::services::accounts::{active_user, user_guess};
 use crate::services::sessions::{tokens_for, SecondFactorTokens};
 use crate::services::two_factor::{
-    conflict, count_check, notice_target, status, DurationBody, EmptyBody, RecoveryCodesBody,
+    conflict, count_check, new_recovery_set, notice_target, status, DurationBody, EmptyBody,
+    RecoveryCodesBody,
 };
 use crate::{json_ok, ApiError, AppState, JsonBody};
 
@@ -153,11 +154,7 @@ pub async fn reset(
         vars,
     )
     .await?;
-    let codes = recovery::generate_set();
-    let hashes: Vec<String> = codes
-        .iter()
-        .map(|c| recovery::hash(&state.two_factor.recovery, user_id, c))
-        .collect();
+    let (codes, hashes) = new_recovery_set(&state, user_id);
     let done = state
         .store
         .run(move |c| {
