@@ -7,7 +7,7 @@ use authd_tests::two_factor::{
     pyotp_parse, step_of, totp_at, totp_codes, wait_for_room_in_step, wait_for_step_after,
     STEP_SECS,
 };
-use authd_tests::{both_dbs, Db, TestApp};
+use authd_tests::{both_dbs, seal_like_the_first_releases, Db, TestApp};
 use futures_util::future::join_all;
 
 const PASSWORD: &str = "Correct1horse";
@@ -542,32 +542,6 @@ fn base32_decode(s: &str) -> Vec<u8> {
     out
 }
 
-/// Seals a TOTP secret the way the first releases did, written out here rather than taken
-/// from the server's code: key = HMAC-SHA256(master key, "authd/totp/v1"), then
-/// `base64(nonce || XChaCha20-Poly1305(secret, aad = "user:<id>"))`, no version marker.
-fn seal_like_the_first_releases(master_key: &[u8], user_id: i64, secret: &[u8]) -> String {
-    use base64::Engine;
-    use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
-    use hmac::Mac;
-    let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(master_key).unwrap();
-    mac.update(b"authd/totp/v1");
-    let cipher = chacha20poly1305::XChaCha20Poly1305::new(&mac.finalize().into_bytes());
-    let nonce = chacha20poly1305::XChaCha20Poly1305::generate_nonce(&mut OsRng);
-    let aad = format!("user:{user_id}");
-    let sealed = cipher
-        .encrypt(
-            &nonce,
-            Payload {
-                msg: secret,
-                aad: aad.as_bytes(),
-            },
-        )
-        .unwrap();
-    let mut out = nonce.to_vec();
-    out.extend_from_slice(&sealed);
-    base64::engine::general_purpose::STANDARD.encode(out)
-}
-
 /// A row written before the per-purpose keys were derived with HKDF: the active TOTP secret
 /// is replaced by the same secret sealed the old way, and a login with a TOTP code works.
 async fn two_factor_totp_a_secret_sealed_by_the_first_releases_still_signs_in(db: Db) {
@@ -585,8 +559,12 @@ async fn two_factor_totp_a_secret_sealed_by_the_first_releases_still_signs_in(db
 
     let secret = base32_decode(pyotp_parse(&url)["secret"].as_str().expect("a secret"));
     assert_eq!(secret.len(), 20, "a 160-bit secret");
-    let old =
-        seal_like_the_first_releases(app.env["AUTHD__SECRETS__TOTP_KEY"].as_bytes(), id, &secret);
+    let old = seal_like_the_first_releases(
+        app.env["AUTHD__SECRETS__TOTP_KEY"].as_bytes(),
+        b"authd/totp/v1",
+        format!("user:{id}").as_bytes(),
+        &secret,
+    );
     assert_eq!(
         app.execute_sql(&format!(
             "UPDATE totp_secrets SET secret_enc = '{old}' WHERE user_id = {id}"
