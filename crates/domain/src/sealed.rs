@@ -161,6 +161,26 @@ mod tests {
     }
 
     #[test]
+    fn an_old_value_that_happens_to_start_with_v2_is_still_read_as_old() {
+        // A nonce whose base64 starts with "v2" (but no "." can follow: it is not base64).
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce[..2].copy_from_slice(&[0xbf, 0x60]);
+        let body = XChaCha20Poly1305::new(&legacy_key(MASTER, b"authd/test/v1"))
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: b"secret",
+                    aad: b"user:1",
+                },
+            )
+            .unwrap();
+        let old = STANDARD.encode([nonce.as_slice(), &body].concat());
+        assert!(old.starts_with("v2") && !old.contains('.'), "{old}");
+        let b = SecretBox::new(MASTER, b"authd/test/v1");
+        assert_eq!(b.open(&old, b"user:1").unwrap(), b"secret");
+    }
+
+    #[test]
     fn new_values_carry_the_marker_and_open_with_an_independently_derived_hkdf_key() {
         let b = SecretBox::new(MASTER, b"authd/test/v1");
         let v = b.seal(b"secret", b"user:1");
