@@ -25,6 +25,7 @@ mod password_policy;
 mod password_reset;
 mod production;
 mod replicas;
+mod sealed_rows;
 mod security_log;
 mod shutdown;
 mod store;

@@ -7,7 +7,7 @@ use authd_tests::two_factor::{
     pyotp_parse, step_of, totp_at, totp_codes, wait_for_room_in_step, wait_for_step_after,
     STEP_SECS,
 };
-use authd_tests::{both_dbs, Db, TestApp};
+use authd_tests::{both_dbs, seal_like_the_first_releases, Db, TestApp};
 use futures_util::future::join_all;
 
 const PASSWORD: &str = "Correct1horse";
@@ -21,6 +21,7 @@ both_dbs!(
     two_factor_totp_a_new_setup_replaces_the_pending_secret_and_the_active_one_works_until_enable,
     two_factor_totp_deactivation_needs_sudo_and_turns_two_factor_off,
     two_factor_totp_a_corrupt_secret_answers_500_totp_corrupt_and_nothing_else_breaks,
+    two_factor_totp_a_secret_sealed_by_the_first_releases_still_signs_in,
 );
 
 async fn app_with_ann(db: Db, overrides: &[(&str, &str)]) -> (TestApp, i64, String) {
@@ -520,4 +521,77 @@ async fn two_factor_totp_parallel_enables_with_one_code_make_one_recovery_set(db
         .await;
     assert_eq!(stored, vec![Some("10".to_owned())], "one set of ten codes");
     assert_sudo_only(&app.recovery_authenticate(&access, &codes[0]).await);
+}
+
+/// RFC 4648 base32 (upper case, padding optional), as in `otpauth://` secrets.
+fn base32_decode(s: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let (mut bits, mut acc, mut out) = (0u32, 0u64, Vec::new());
+    for c in s.trim_end_matches('=').bytes() {
+        let v = ALPHABET
+            .iter()
+            .position(|&a| a == c)
+            .unwrap_or_else(|| panic!("base32: {s}"));
+        acc = (acc << 5) | v as u64;
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
+}
+
+/// A row written before the per-purpose keys were derived with HKDF: the active TOTP secret
+/// is replaced by the same secret sealed the old way, and a login with a TOTP code works.
+async fn two_factor_totp_a_secret_sealed_by_the_first_releases_still_signs_in(db: Db) {
+    let (app, id, access) = app_with_ann(db, &[]).await;
+    let (url, res) = app.turn_on_totp(&access, &access).await;
+    assert_ten_recovery_codes(&res);
+    let stored = app
+        .query_texts(&format!(
+            "SELECT secret_enc AS value FROM totp_secrets WHERE user_id = {id}"
+        ))
+        .await
+        .remove(0)
+        .expect("an active secret is stored");
+    assert!(stored.starts_with("v2."), "new rows are marked: {stored}");
+
+    let secret = base32_decode(pyotp_parse(&url)["secret"].as_str().expect("a secret"));
+    assert_eq!(secret.len(), 20, "a 160-bit secret");
+    let old = seal_like_the_first_releases(
+        app.env["AUTHD__SECRETS__TOTP_KEY"].as_bytes(),
+        b"authd/totp/v1",
+        format!("user:{id}").as_bytes(),
+        &secret,
+    );
+    assert_eq!(
+        app.execute_sql(&format!(
+            "UPDATE totp_secrets SET secret_enc = '{old}' WHERE user_id = {id}"
+        ))
+        .await,
+        1
+    );
+
+    let login = assert_two_factor_required(&app.login(ANN, PASSWORD).await);
+    assert_full_tokens(
+        &app.totp_authenticate(&login.partial, &totp_at(&url, now_secs()))
+            .await,
+    );
+
+    // The same old-style value does not open for another user: the context still binds it.
+    let bob = app.create_user("bob@example.org", PASSWORD).await;
+    let bob_access = app.login_access("bob@example.org", PASSWORD).await;
+    let (_, res) = app.turn_on_totp(&bob_access, &bob_access).await;
+    assert_ten_recovery_codes(&res);
+    assert_eq!(
+        app.execute_sql(&format!(
+            "UPDATE totp_secrets SET secret_enc = '{old}' WHERE user_id = {bob}"
+        ))
+        .await,
+        1
+    );
+    app.totp_authenticate(&bob_access, &totp_at(&url, now_secs()))
+        .await
+        .assert_error(500, "TOTP_CORRUPT");
 }

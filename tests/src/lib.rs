@@ -560,3 +560,34 @@ pub fn metric_value(exposition: &str, series: &str) -> Option<f64> {
         (name == series).then(|| value.parse().ok()).flatten()
     })
 }
+
+/// Seals `plain` the way the first releases did, written out here rather than taken from the
+/// server's code: key = HMAC-SHA256(master key, label), then
+/// `base64(nonce || XChaCha20-Poly1305(plain, aad = context))`, with no version marker. For
+/// tests that put rows of an older release in the database.
+pub fn seal_like_the_first_releases(
+    master_key: &[u8],
+    label: &[u8],
+    context: &[u8],
+    plain: &[u8],
+) -> String {
+    use base64::Engine;
+    use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
+    use hmac::Mac;
+    let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(master_key).expect("any key");
+    mac.update(label);
+    let cipher = chacha20poly1305::XChaCha20Poly1305::new(&mac.finalize().into_bytes());
+    let nonce = chacha20poly1305::XChaCha20Poly1305::generate_nonce(&mut OsRng);
+    let sealed = cipher
+        .encrypt(
+            &nonce,
+            Payload {
+                msg: plain,
+                aad: context,
+            },
+        )
+        .expect("encryption with a fresh nonce");
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&sealed);
+    base64::engine::general_purpose::STANDARD.encode(out)
+}

@@ -292,78 +292,51 @@ fn start_actors(settings: &Settings, store: &Store, keys: &keys::Keys) -> anyhow
         store.clone(),
     )?
     .start();
+    let limits = &settings.limits;
     let window = |w: authd_settings::WindowLimit| authd_ratelimit::Policy {
         max: w.max,
         window: Duration::from_secs(w.window_secs),
     };
-    let policies = std::collections::HashMap::from([
-        (
-            authd_ratelimit::Limit::ResetMail,
-            window(settings.limits.reset_mail),
-        ),
-        (
-            authd_ratelimit::Limit::OtpMail,
-            window(settings.limits.otp_mail),
-        ),
-        (
-            authd_ratelimit::Limit::TransferMail,
-            window(settings.limits.transfer_mail),
-        ),
-    ]);
+    let windows = authd_ratelimit::WindowPolicies {
+        reset_mail: window(limits.reset_mail),
+        otp_mail: window(limits.otp_mail),
+        transfer_mail: window(limits.transfer_mail),
+    };
     let backoff = |b: authd_settings::BackoffSettings| authd_ratelimit::BackoffPolicy {
         free_failures: b.free_failures,
         initial: Duration::from_secs(b.initial_wait_secs),
         max: Duration::from_secs(b.max_wait_secs),
     };
-    let backoffs = std::collections::HashMap::from([
-        (
-            authd_ratelimit::Backoff::Password,
-            backoff(settings.limits.password_backoff),
-        ),
-        (
-            authd_ratelimit::Backoff::Totp,
-            backoff(settings.limits.totp_backoff),
-        ),
-        (
-            authd_ratelimit::Backoff::RecoveryCode,
-            backoff(settings.limits.recovery_code_backoff),
-        ),
-        (
-            authd_ratelimit::Backoff::EmailedCode,
-            backoff(settings.limits.emailed_code_backoff),
-        ),
-    ]);
-    let c = settings.limits.account_ceiling;
-    let ceiling = authd_ratelimit::BackoffPolicy {
-        free_failures: c.max_failures,
-        initial: Duration::from_secs(c.initial_wait_secs),
-        max: Duration::from_secs(c.max_wait_secs),
+    let c = limits.account_ceiling;
+    let backoffs = authd_ratelimit::BackoffPolicies {
+        password: backoff(limits.password_backoff),
+        totp: backoff(limits.totp_backoff),
+        recovery_code: backoff(limits.recovery_code_backoff),
+        emailed_code: backoff(limits.emailed_code_backoff),
+        account_ceiling: authd_ratelimit::BackoffPolicy {
+            free_failures: c.max_failures,
+            initial: Duration::from_secs(c.initial_wait_secs),
+            max: Duration::from_secs(c.max_wait_secs),
+        },
     };
     let bucket = |b: authd_settings::IpBudget| authd_ratelimit::BucketPolicy {
         capacity: f64::from(b.capacity),
         per_second: f64::from(b.refill_per_minute) / 60.0,
     };
     let ip = authd_ratelimit::IpBudgets::new(
-        std::collections::HashMap::from([
-            (
-                authd_ratelimit::IpGroup::Login,
-                bucket(settings.limits.ip_login),
-            ),
-            (
-                authd_ratelimit::IpGroup::Reset,
-                bucket(settings.limits.ip_reset),
-            ),
-        ]),
-        settings.limits.denied_cache_size,
+        authd_ratelimit::BucketPolicies {
+            login: bucket(limits.ip_login),
+            reset: bucket(limits.ip_reset),
+        },
+        limits.denied_cache_size,
     );
     let limiter = authd_ratelimit::RateLimiter::new(
         store.clone(),
         &keys.otp,
-        policies,
+        windows,
         backoffs,
-        ceiling,
         ip,
-        settings.limits.denied_cache_size,
+        limits.denied_cache_size,
     )
     .start();
     spawn_heartbeat(settings, store.clone(), limiter.clone());

@@ -70,4 +70,30 @@ mod tests {
         ));
         assert!(sealer.open("not base64!").is_err());
     }
+
+    /// An outbox payload sealed by the first releases (HMAC-derived key, no `v2.` prefix),
+    /// with the key above: mails queued before an upgrade are still delivered after it.
+    const QUEUED_BY_THE_FIRST_RELEASES: &str = "mBkxForWrZwpmSD+kIIQZ1HFymfpfexeibBrMJ79GU4PkQW14C3OmvnM1I0B1da74JTDVyFnCCFxpNglcrXERtj89bJqjfEqSHCvsubehAtf0BlhnbS/3DzE4RZfHdfmQ9twF3Jpj9A7gkPE7i/t6Ac=";
+
+    #[test]
+    fn mail_queued_by_the_first_releases_still_opens() {
+        let sealer = Sealer::new(b"k1k1k1k1k1k1k1k1k1k1k1k1k1k1k1k1");
+        let env = sealer.open(QUEUED_BY_THE_FIRST_RELEASES).unwrap();
+        assert_eq!(
+            env,
+            Envelope {
+                from: "a@x.org".into(),
+                to: vec!["b@y.org".into()],
+                message: "Subject: 123456\r\n\r\nhi".into(),
+            }
+        );
+        assert!(
+            sealer.seal(&env).starts_with("v2."),
+            "new payloads use the new key"
+        );
+        assert!(matches!(
+            Sealer::new(b"other").open(QUEUED_BY_THE_FIRST_RELEASES),
+            Err(SealError::Open)
+        ));
+    }
 }

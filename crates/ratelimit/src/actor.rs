@@ -1,0 +1,348 @@
+//! The RateLimiter actor and its messages: each handler asks one mechanism (windows,
+//! backoffs, per-IP budgets) and the database.
+
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use authd_store::{backoffs as stored_backoffs, limits, Store, StoreError};
+use authd_telemetry::names;
+
+use crate::backoffs::{Admitted, Backoff, BackoffPolicies, Backoffs, GuessKeys, Guesser};
+use crate::ip_budgets::{IpBudgets, IpGroup};
+use crate::windows::{Limit, Permit, WindowPolicies, Windows};
+use crate::{millis, now_ms, wait_until, KeyHasher, LimitError};
+
+pub struct RateLimiter {
+    store: Store,
+    hasher: KeyHasher,
+    windows: Windows,
+    backoffs: Backoffs,
+    ip: IpBudgets,
+}
+
+impl std::fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimiter")
+            .field("policies", &self.windows.policies)
+            .field("backoffs", &self.backoffs.policies)
+            .field("denied", &self.windows.cached())
+            .finish()
+    }
+}
+
+impl RateLimiter {
+    /// Every limit, backoff and per-IP group has its policy by construction; `denied_cap`
+    /// bounds each in-memory cache of refusals.
+    pub fn new(
+        store: Store,
+        key: &[u8],
+        windows: WindowPolicies,
+        backoffs: BackoffPolicies,
+        ip: IpBudgets,
+        denied_cap: usize,
+    ) -> Self {
+        Self {
+            store,
+            hasher: KeyHasher(key.to_vec()),
+            windows: Windows::new(windows, denied_cap),
+            backoffs: Backoffs::new(backoffs, denied_cap),
+            ip,
+        }
+    }
+}
+
+impl Actor for RateLimiter {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _: &mut Self::Context) {
+        for limit in Limit::ALL {
+            metrics::counter!(names::THROTTLE_HITS_TOTAL, "limit" => limit.as_str()).absolute(0);
+        }
+        for backoff in Backoff::ALL {
+            metrics::counter!(names::THROTTLE_HITS_TOTAL, "limit" => backoff.as_str()).absolute(0);
+            metrics::counter!(names::THROTTLE_HITS_TOTAL, "limit" => backoff.ceiling_label())
+                .absolute(0);
+        }
+        for group in IpGroup::ALL {
+            metrics::counter!(names::THROTTLE_HITS_TOTAL, "limit" => group.as_str()).absolute(0);
+        }
+    }
+}
+
+/// Counts a refusal under its metric label and answers with the wait.
+fn denied(label: &'static str, until_ms: i64, now: i64) -> LimitError {
+    metrics::counter!(names::THROTTLE_HITS_TOTAL, "limit" => label).increment(1);
+    LimitError::Denied(Duration::from_millis(
+        u64::try_from(until_ms - now).unwrap_or(0),
+    ))
+}
+
+/// Takes one unit of `limit` for `key` (e.g. an email address).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Permit, LimitError>")]
+pub struct Acquire {
+    pub limit: Limit,
+    pub key: String,
+}
+
+impl Handler<Acquire> for RateLimiter {
+    type Result = ResponseActFuture<Self, Result<Permit, LimitError>>;
+
+    fn handle(&mut self, msg: Acquire, _: &mut Self::Context) -> Self::Result {
+        let limit = msg.limit;
+        let key_hash = self.hasher.hash(limit.as_str(), &msg.key);
+        let now = now_ms();
+        if let Some(until) = self.windows.refused_until(limit, &key_hash, now) {
+            return Box::pin(fut::ready(Err(denied(limit.as_str(), until, now))));
+        }
+        let policy = self.windows.policies.get(limit);
+        let store = self.store.clone();
+        let hash = key_hash.clone();
+        let max = i32::try_from(policy.max).unwrap_or(i32::MAX);
+        let window = millis(policy.window);
+        Box::pin(
+            async move {
+                store
+                    .run(move |c| limits::take(c, limit.as_str(), &hash, max, window, now))
+                    .await
+            }
+            .into_actor(self)
+            .map(move |res, act, _| match res? {
+                limits::Take::Granted { window_start_ms } => Ok(Permit {
+                    limit,
+                    key_hash,
+                    window_start_ms,
+                }),
+                limits::Take::Denied { until_ms } => {
+                    act.windows
+                        .remember_denied(limit, key_hash, until_ms, now_ms());
+                    Err(denied(limit.as_str(), until_ms, now))
+                }
+            }),
+        )
+    }
+}
+
+/// Returns a unit taken with [`Acquire`].
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct GiveBack(pub Permit);
+
+impl Handler<GiveBack> for RateLimiter {
+    type Result = ResponseFuture<Result<(), StoreError>>;
+
+    fn handle(&mut self, msg: GiveBack, _: &mut Self::Context) -> Self::Result {
+        let p = msg.0;
+        self.windows.forget(p.limit, &p.key_hash);
+        let store = self.store.clone();
+        Box::pin(async move {
+            store
+                .run(move |c| {
+                    limits::give_back(c, p.limit.as_str(), &p.key_hash, p.window_start_ms)
+                })
+                .await
+        })
+    }
+}
+
+/// How long until one more unit of a window limit can be taken (zero: now), for the
+/// `next-email` call. Takes nothing.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Duration, StoreError>")]
+pub struct NextTake {
+    pub limit: Limit,
+    pub key: String,
+}
+
+impl Handler<NextTake> for RateLimiter {
+    type Result = ResponseFuture<Result<Duration, StoreError>>;
+
+    fn handle(&mut self, msg: NextTake, _: &mut Self::Context) -> Self::Result {
+        let (limit, now) = (msg.limit, now_ms());
+        let key_hash = self.hasher.hash(limit.as_str(), &msg.key);
+        let policy = self.windows.policies.get(limit);
+        let store = self.store.clone();
+        Box::pin(async move {
+            let max = i32::try_from(policy.max).unwrap_or(i32::MAX);
+            let window = millis(policy.window);
+            let until = store
+                .read(move |c| {
+                    limits::refused_until(c, limit.as_str(), &key_hash, max, window, now)
+                })
+                .await?;
+            Ok(wait_until(until, now))
+        })
+    }
+}
+
+/// Asks to make one guess under a backoff: `Err(Denied(wait))` while the guesser's network
+/// or the whole account waits; otherwise the guess is admitted and already counted as a
+/// failure under both (send [`Success`] when it was right). Counting before checking is what
+/// keeps parallel guesses from all slipping in before the first failure is on record.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Admitted, LimitError>")]
+pub struct BeginAttempt(pub Guesser);
+
+impl Handler<BeginAttempt> for RateLimiter {
+    type Result = ResponseActFuture<Self, Result<Admitted, LimitError>>;
+
+    fn handle(&mut self, msg: BeginAttempt, _: &mut Self::Context) -> Self::Result {
+        let (backoff, now) = (msg.0.backoff, now_ms());
+        let keys = GuessKeys::of(&self.hasher, &msg.0);
+        // Refused from memory while a wait this process knows of runs.
+        // The longer wait is the one reported: the attempt cannot succeed before it ends.
+        let account = self.backoffs.known_block(&keys.account, now);
+        let network = self.backoffs.known_block(&keys.network, now);
+        match (account, network) {
+            (Some(a), n) if n.is_none_or(|n| a >= n) => {
+                return Box::pin(fut::ready(Err(denied(backoff.ceiling_label(), a, now))));
+            }
+            (_, Some(n)) => {
+                return Box::pin(fut::ready(Err(denied(backoff.as_str(), n, now))));
+            }
+            _ => {}
+        }
+        let policy = self.backoffs.policies.network(backoff);
+        let ceiling = self.backoffs.policies.account_ceiling;
+        let store = self.store.clone();
+        let seen = self.backoffs.seen();
+        Box::pin(
+            async move {
+                let (keys, outcome) = store
+                    .run(move |c| {
+                        let [network, account] = keys.both();
+                        let outcome = stored_backoffs::attempt(
+                            c,
+                            network,
+                            account,
+                            now,
+                            |f| policy.wait_ms(f),
+                            |f| ceiling.wait_ms(f),
+                        )?;
+                        Ok((keys, outcome))
+                    })
+                    .await?;
+                Ok((keys, outcome))
+            }
+            .into_actor(self)
+            .map(
+                move |res: Result<(GuessKeys, stored_backoffs::Attempt), StoreError>, act, _| {
+                    let (keys, outcome) = res?;
+                    match outcome {
+                        stored_backoffs::Attempt::Admitted {
+                            network_until_ms,
+                            account_until_ms,
+                            ..
+                        } => {
+                            act.backoffs
+                                .remember_blocked(keys.network, network_until_ms, seen);
+                            act.backoffs
+                                .remember_blocked(keys.account, account_until_ms, seen);
+                            Ok(Admitted {
+                                network_waits: network_until_ms > now,
+                                account_waits: account_until_ms > now,
+                            })
+                        }
+                        stored_backoffs::Attempt::NetworkRefused { blocked_until_ms } => {
+                            act.backoffs
+                                .remember_blocked(keys.network, blocked_until_ms, seen);
+                            Err(denied(backoff.as_str(), blocked_until_ms, now))
+                        }
+                        stored_backoffs::Attempt::AccountRefused { blocked_until_ms } => {
+                            act.backoffs
+                                .remember_blocked(keys.account, blocked_until_ms, seen);
+                            Err(denied(backoff.ceiling_label(), blocked_until_ms, now))
+                        }
+                    }
+                },
+            ),
+        )
+    }
+}
+
+/// How long until a guesser may make an attempt (zero: now), for the `next-guess` calls: the
+/// longer of its network's and its account's waits. Reads the database, the authority, so
+/// every replica reports the wait a 429 would.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Duration, StoreError>")]
+pub struct NextAttempt(pub Guesser);
+
+impl Handler<NextAttempt> for RateLimiter {
+    type Result = ResponseFuture<Result<Duration, StoreError>>;
+
+    fn handle(&mut self, msg: NextAttempt, _: &mut Self::Context) -> Self::Result {
+        let now = now_ms();
+        let keys = GuessKeys::of(&self.hasher, &msg.0);
+        let store = self.store.clone();
+        Box::pin(async move {
+            let until = store
+                .read(move |c| stored_backoffs::blocked_until(c, &keys.both(), now))
+                .await?;
+            Ok(wait_until(until, now))
+        })
+    }
+}
+
+/// A successful attempt ends the streak of the guesser's network and of the account (a right
+/// answer proves the owner); other networks' waits stay.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct Success(pub Guesser);
+
+impl Handler<Success> for RateLimiter {
+    type Result = ResponseActFuture<Self, Result<(), StoreError>>;
+
+    fn handle(&mut self, msg: Success, _: &mut Self::Context) -> Self::Result {
+        let keys = GuessKeys::of(&self.hasher, &msg.0);
+        // Before and after the clear commits: a read that overlapped it is not cached.
+        self.backoffs.success_begins(&keys);
+        let store = self.store.clone();
+        Box::pin(
+            async move {
+                store
+                    .run(move |c| stored_backoffs::clear(c, &keys.both()))
+                    .await
+            }
+            .into_actor(self)
+            .map(|res, act, _| {
+                act.backoffs.success_written();
+                res
+            }),
+        )
+    }
+}
+
+/// Takes one request from a client IP's budget for a group of routes.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), LimitError>")]
+pub struct IpBudget {
+    pub group: IpGroup,
+    pub ip: std::net::IpAddr,
+}
+
+impl Handler<IpBudget> for RateLimiter {
+    type Result = Result<(), LimitError>;
+
+    fn handle(&mut self, msg: IpBudget, _: &mut Self::Context) -> Self::Result {
+        self.ip
+            .take(msg.group, msg.ip, Instant::now())
+            .map_err(|wait| {
+                metrics::counter!(names::THROTTLE_HITS_TOTAL, "limit" => msg.group.as_str())
+                    .increment(1);
+                LimitError::Denied(wait)
+            })
+    }
+}
+
+/// The number of live replicas changed (from the heartbeat task).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct SetReplicas(pub u32);
+
+impl Handler<SetReplicas> for RateLimiter {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetReplicas, _: &mut Self::Context) {
+        self.ip.set_replicas(msg.0);
+    }
+}
