@@ -159,7 +159,10 @@ async fn every_operation_has_a_unique_camel_case_operation_id() {
     assert_eq!(ids.len(), 32, "{ids:?}");
     for (id, op) in [
         ("sendPasswordReset", "post /user/password/reset/send"),
-        ("checkPasswordResetOtp", "post /user/password/reset/validate"),
+        (
+            "checkPasswordResetOtp",
+            "post /user/password/reset/validate",
+        ),
         ("updatePasswordViaOtp", "put /user/password/otp"),
         ("activateTotp", "post /user/2fa/totp/enable"),
         ("login", "post /auth/login"),
