@@ -84,3 +84,29 @@ async fn metrics_carry_the_build_the_pool_size_and_the_process() {
         );
     }
 }
+
+/// `password.hashing_concurrency` sizes the semaphore in front of argon2; the size in effect is
+/// exported, and 0 (the default) means one per core the process sees.
+#[actix_web::test]
+async fn hashing_concurrency_sets_how_many_hashes_run_at_once() {
+    let app =
+        TestApp::spawn_with(Db::Sqlite, &[("AUTHD__PASSWORD__HASHING_CONCURRENCY", "3")]).await;
+    let text = app.metrics().await;
+    assert_eq!(
+        metric_value(&text, "password_hashing_concurrency"),
+        Some(3.0),
+        "{text}"
+    );
+}
+
+#[actix_web::test]
+async fn hashing_concurrency_zero_means_one_per_core() {
+    let app = TestApp::spawn(Db::Sqlite).await;
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    let text = app.metrics().await;
+    assert_eq!(
+        metric_value(&text, "password_hashing_concurrency"),
+        Some(cores as f64),
+        "{text}"
+    );
+}

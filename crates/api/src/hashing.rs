@@ -31,6 +31,7 @@ impl Hasher {
         } else {
             concurrency
         };
+        metrics::gauge!(authd_telemetry::names::PASSWORD_HASHING_CONCURRENCY).set(n as f64);
         let mut random = [0u8; 24];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut random);
         let dummy = PasswordHash::create(&Password::verified(&hex_string(&random)), &params)?;

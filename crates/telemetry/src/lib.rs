@@ -14,6 +14,7 @@ pub mod names {
     pub const DB_POOL_CONNECTIONS: &str = "db_pool_connections";
     pub const DB_POOL_MAX_CONNECTIONS: &str = "db_pool_max_connections";
     pub const BUILD_INFO: &str = "authd_build_info";
+    pub const PASSWORD_HASHING_CONCURRENCY: &str = "password_hashing_concurrency";
     pub const THROTTLE_HITS_TOTAL: &str = "auth_throttle_hits_total";
     pub const MAIL_TEMPLATE_FAILURES_TOTAL: &str = "auth_mail_template_failures_total";
     pub const MAIL_SENT_TOTAL: &str = "auth_mail_sent_total";
@@ -59,6 +60,10 @@ fn describe() {
     metrics::describe_gauge!(
         DB_POOL_MAX_CONNECTIONS,
         "The most connections the database pool opens (database.pool_max_size)."
+    );
+    metrics::describe_gauge!(
+        PASSWORD_HASHING_CONCURRENCY,
+        "Password hashes computed at once at most (password.hashing_concurrency, or the cores seen)."
     );
     metrics::describe_gauge!(
         BUILD_INFO,
