@@ -113,6 +113,7 @@ impl Drop for TestDb {
 
 fn admin_connection() -> PgConnection {
     let url = format!("{}/postgres", postgres_server_url());
+    authd_store::prepare_postgres_client();
     PgConnection::establish(&url).unwrap_or_else(|e| {
         panic!("PostgreSQL is required for the test suite and is not reachable at {url}: {e}")
     })

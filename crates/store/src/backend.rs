@@ -87,6 +87,7 @@ impl AnyConnection {
     }
 
     pub(crate) fn open_postgres(url: &str) -> Result<Self, diesel::r2d2::Error> {
+        crate::prepare_postgres_client();
         PgConnection::establish(url)
             .map(Self::Postgresql)
             .map_err(diesel::r2d2::Error::ConnectionError)
