@@ -327,6 +327,7 @@ async fn database_sqlite_busy_timeout_ms_is_how_long_a_writer_waits_for_the_lock
     .await;
     let lock = WriteLock::take(&app.db);
     let waiting = send_in_background(&app, "ann@example.org");
+    // A real wait: SQLite's busy timeout runs in real time inside the database library.
     sleep_ms(1000).await;
     lock.release();
     assert_eq!(waiting.await.unwrap(), 200);
@@ -662,7 +663,7 @@ async fn limits_transfer_mail_window_secs_is_the_transfer_mail_window(db: Db) {
     let refused = initiate("ann.new@example.org").await;
     refused.assert_error(429, "TOO_MANY_TRANSFER_ATTEMPTS");
     assert_eq!(refused.json()["retryAfter"], 1, "{}", refused.text);
-    sleep_ms(1100).await;
+    app.advance_ms(1100);
     assert_eq!(initiate("ann.new@example.org").await.status, 200);
 }
 
@@ -679,6 +680,7 @@ async fn limits_ip_reset_refill_per_minute_refills_the_reset_budget(db: Db) {
     let refused = app.reset_send("b@example.org", "").await;
     refused.assert_error(429, "TOO_MANY_REQUESTS");
     // Two a second: one is back after half a second (the default, 20 a minute, takes 3 s).
+    // A real wait: the per-IP buckets refill on the monotonic clock, not the movable one.
     sleep_ms(600).await;
     assert_eq!(app.reset_send("c@example.org", "").await.status, 200);
 }

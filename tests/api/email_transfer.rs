@@ -170,7 +170,7 @@ async fn a_wrong_or_expired_code_changes_nothing(db: Db) {
     complete(&app, &access, "12345")
         .await
         .assert_error(400, "otp must be exactly 6 digits");
-    actix_rt::time::sleep(std::time::Duration::from_millis(1500)).await;
+    app.advance_ms(1500);
     complete(&app, &access, &code)
         .await
         .assert_error(401, "OTP_INVALID_EXPIRED");

@@ -11,8 +11,7 @@
 use std::sync::Arc;
 
 use authd_tests::two_factor::{
-    assert_429, assert_ten_recovery_codes, now_secs, other_code, totp_at, totp_codes,
-    wait_for_room_in_step, STEP_SECS,
+    assert_429, assert_ten_recovery_codes, other_code, totp_at, totp_codes, STEP_SECS,
 };
 use authd_tests::{both_dbs, metric_value, Db, Reply, TestApp};
 use reqwest::Method;
@@ -168,7 +167,7 @@ async fn wrong_reset_codes_wait_per_account_and_network_across_codes_and_the_own
     assert_otp_wait(&res, 60);
 
     // A fresh code brings no fresh guesses: the count is per account, across codes.
-    actix_rt::time::sleep(std::time::Duration::from_millis(1100)).await;
+    app.advance_ms(1100);
     let code = reset_code(&app, ANN).await;
     assert_otp_wait(&validate_from(&app, stranger, ANN, &wrong(&code)).await, 60);
 
@@ -241,7 +240,7 @@ async fn every_emailed_code_call_answers_too_many_otp_checks_after_three_wrong_c
     assert_eq!(res.status, 200, "enable from another network: {}", res.text);
 
     // Email OTP authenticate (a second factor at login, with the partial token).
-    actix_rt::time::sleep(std::time::Duration::from_millis(1100)).await;
+    app.advance_ms(1100);
     let res = app.login(ANN, PASSWORD).await;
     assert_eq!(res.status, 401, "{}", res.text);
     let partial = res.json()["partialToken"].as_str().unwrap().to_owned();
@@ -483,7 +482,7 @@ async fn codes_mailed_before_a_password_or_address_change_stop_working(db: Db) {
         .assert_error(401, "OTP_INVALID_EXPIRED");
 
     // An address change ends a reset code mailed before it (to the old address).
-    actix_rt::time::sleep(std::time::Duration::from_millis(1100)).await;
+    app.advance_ms(1100);
     let reset = reset_code(&app, ANN).await;
     let body = json!({ "email": "ann.new@example.org" });
     let res = app.post_with("/user/email/initiate", &access, &body).await;
@@ -503,9 +502,9 @@ async fn codes_mailed_before_a_password_or_address_change_stop_working(db: Db) {
         .assert_error(401, "OTP_INVALID_EXPIRED");
 }
 
-/// Two wrong guesses a little over a second apart, each followed by a refused one: with an
+/// Two wrong guesses a little over a second apart on the server's clock, each followed by a refused one: with an
 /// initial wait of 1 s and a cap of 1 s, the second wait is 1 s, not the doubled 2 s.
-async fn assert_capped_at_one_second<F, Fut>(guess: F, too_many: &str)
+async fn assert_capped_at_one_second<F, Fut>(app: &TestApp, guess: F, too_many: &str)
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Reply>,
@@ -515,7 +514,7 @@ where
         assert_ne!(first.status, 429, "round {round}: {}", first.text);
         let wait = assert_429(&guess().await, too_many);
         assert_eq!(wait, 1, "round {round}: the wait is capped at 1 s");
-        actix_rt::time::sleep(std::time::Duration::from_millis(1100)).await;
+        app.advance_ms(1100);
     }
 }
 
@@ -539,12 +538,17 @@ async fn each_backoff_waits_no_longer_than_its_max_wait_secs(db: Db) {
     app.create_user(ANN, PASSWORD).await;
     let code = reset_code(&app, ANN).await;
     let bad = wrong(&code);
-    assert_capped_at_one_second(|| app.reset_validate(ANN, &bad), "TOO_MANY_OTP_CHECKS").await;
+    assert_capped_at_one_second(
+        &app,
+        || app.reset_validate(ANN, &bad),
+        "TOO_MANY_OTP_CHECKS",
+    )
+    .await;
 
     let access = app.login_access(ANN, PASSWORD).await;
     let (url, res) = app.turn_on_totp(&access, &access).await;
     assert_eq!(res.status, 200, "{}", res.text);
-    let t = now_secs();
+    let t = app.now_secs();
     let bad = other_code(&totp_codes(
         &url,
         &[
@@ -556,6 +560,7 @@ async fn each_backoff_waits_no_longer_than_its_max_wait_secs(db: Db) {
         ],
     ));
     assert_capped_at_one_second(
+        &app,
         || app.totp_authenticate(&access, &bad),
         "TOO_MANY_TOTP_CHECKS",
     )
@@ -575,6 +580,7 @@ async fn each_backoff_waits_no_longer_than_its_max_wait_secs(db: Db) {
     .await;
     app.create_user(ANN, PASSWORD).await;
     assert_capped_at_one_second(
+        &app,
         || app.login(ANN, "Wrong1horse"),
         "TOO_MANY_FAILED_PASSWORD_CHECKS",
     )
@@ -604,7 +610,7 @@ async fn a_stranger_guessing_totp_and_recovery_codes_does_not_lock_the_owner_out
     };
 
     // TOTP: the stranger's network waits; the owner, elsewhere, passes with a fresh code.
-    let t = now_secs();
+    let t = app.now_secs();
     let bad = other_code(&totp_codes(
         &url,
         &[
@@ -624,8 +630,8 @@ async fn a_stranger_guessing_totp_and_recovery_codes_does_not_lock_the_owner_out
         .await
         .assert_error(401, "TOTP_INVALID");
     }
-    wait_for_room_in_step(3).await;
-    let good = totp_at(&url, now_secs());
+    app.wait_for_room_in_step(3);
+    let good = totp_at(&url, app.now_secs());
     let res = post(
         stranger,
         "/user/2fa/totp/authenticate",

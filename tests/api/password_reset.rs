@@ -99,7 +99,7 @@ async fn fifty_parallel_sends_for_one_address_give_one_mail_and_forty_nine_429s(
         assert_eq!(r.header("retry-after"), Some(wait.to_string().as_str()));
     }
     app.wait_for_mails(1).await;
-    actix_rt::time::sleep(std::time::Duration::from_millis(300)).await;
+    app.wait_for_outbox_drained().await;
     assert_eq!(app.mails().len(), 1, "no second mail shows up later");
 }
 
@@ -171,7 +171,7 @@ async fn an_expired_code_is_refused(db: Db) {
     let app = TestApp::spawn_with(db, &[("AUTHD__OTP__LIFETIME_SECS", "1")]).await;
     app.create_user("di@example.org", PASSWORD).await;
     let code = send_and_get_code(&app, "di@example.org", 1).await;
-    actix_rt::time::sleep(std::time::Duration::from_millis(1100)).await;
+    app.advance_ms(1100);
     app.reset_validate("di@example.org", &code)
         .await
         .assert_error(401, "OTP_INVALID_EXPIRED");
@@ -220,7 +220,7 @@ async fn a_second_code_replaces_the_first(db: Db) {
     let app = TestApp::spawn_with(db, &[("AUTHD__LIMITS__RESET_MAIL__WINDOW_SECS", "1")]).await;
     app.create_user("fay@example.org", PASSWORD).await;
     let first = send_and_get_code(&app, "fay@example.org", 1).await;
-    actix_rt::time::sleep(std::time::Duration::from_millis(1050)).await;
+    app.advance_ms(1050);
     let second = send_and_get_code(&app, "fay@example.org", 2).await;
     if first != second {
         app.reset_validate("fay@example.org", &first)
@@ -287,7 +287,7 @@ async fn a_missing_template_answers_500_counts_it_and_gives_the_window_back(db: 
     app.reset_validate("gus@example.org", "000000")
         .await
         .assert_error(401, "OTP_INVALID_EXPIRED");
-    actix_rt::time::sleep(std::time::Duration::from_millis(300)).await;
+    app.wait_for_outbox_drained().await;
     assert!(app.mails().is_empty());
 }
 

@@ -153,11 +153,11 @@ async fn expired_tokens_are_refused(db: Db) {
             .status,
         200
     );
-    actix_rt::time::sleep(Duration::from_millis(1100)).await;
+    app.advance_ms(1100);
     app.get_with("/auth/accesstoken/validate", &access)
         .await
         .assert_error(401, "INVALID_TOKEN");
-    actix_rt::time::sleep(Duration::from_millis(1000)).await;
+    app.advance_ms(1000);
     app.get_with("/auth/accesstoken", &refresh)
         .await
         .assert_error(401, "INVALID_TOKEN");
@@ -353,20 +353,20 @@ async fn the_password_backoff_waits_after_three_failures_doubles_to_its_cap_and_
     res.assert_error(429, "TOO_MANY_FAILED_PASSWORD_CHECKS");
     assert_eq!(res.json()["retryAfter"], 1);
     assert_eq!(res.header("retry-after"), Some("1"));
-    actix_rt::time::sleep(Duration::from_millis(1050)).await;
+    app.advance_ms(1050);
     app.login("ann@example.org", "Wrong1password")
         .await
         .assert_error(401, "PASSWORD_INCORRECT");
     let res = app.login("ann@example.org", PASSWORD).await;
     res.assert_error(429, "TOO_MANY_FAILED_PASSWORD_CHECKS");
     assert_eq!(res.json()["retryAfter"], 2, "doubled");
-    actix_rt::time::sleep(Duration::from_millis(2050)).await;
+    app.advance_ms(2050);
     app.login("ann@example.org", "Wrong1password")
         .await
         .assert_error(401, "PASSWORD_INCORRECT");
     let res = app.login("ann@example.org", PASSWORD).await;
     assert_eq!(res.json()["retryAfter"], 2, "capped");
-    actix_rt::time::sleep(Duration::from_millis(2050)).await;
+    app.advance_ms(2050);
     app.login_ok("ann@example.org", PASSWORD).await;
     // The success ended the streak: three failures are free again.
     for _ in 0..3 {

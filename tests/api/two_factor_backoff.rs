@@ -6,7 +6,7 @@
 use authd_tests::smtp::{create_user, AuthdProcess};
 use authd_tests::two_factor::{
     assert_429, assert_sudo_only, assert_ten_recovery_codes, call, duration_of, now_secs,
-    other_code, sleep_ms, totp_at, totp_codes, wait_for_room_in_step, STEP_SECS,
+    other_code, sleep_until_room_in_step, totp_at, totp_codes, STEP_SECS,
 };
 use authd_tests::{both_dbs, Db, Reply, TestApp, TestDb};
 use reqwest::Method;
@@ -24,9 +24,8 @@ both_dbs!(
     two_factor_backoff_parallel_wrong_guesses_all_count_and_never_fail,
 );
 
-/// A code that is not valid for the TOTP at `url` around now.
-fn wrong_totp(url: &str) -> String {
-    let t = now_secs();
+/// A code that is not valid for the TOTP at `url` around the Unix time `t`.
+fn wrong_totp(url: &str, t: i64) -> String {
     other_code(&totp_codes(
         url,
         &[
@@ -61,7 +60,7 @@ async fn two_factor_backoff_totp_waits_after_three_failures_doubles_resets_and_n
     assert_ten_recovery_codes(&res);
     assert_eq!(duration_of(&app.totp_next_guess(&access).await), 0);
 
-    let wrong = wrong_totp(&url);
+    let wrong = wrong_totp(&url, app.now_secs());
     for _ in 0..3 {
         app.totp_authenticate(&access, &wrong)
             .await
@@ -69,7 +68,7 @@ async fn two_factor_backoff_totp_waits_after_three_failures_doubles_resets_and_n
     }
     // Even the right code waits now, with a partial token too.
     let res = app
-        .totp_authenticate(&access, &totp_at(&url, now_secs()))
+        .totp_authenticate(&access, &totp_at(&url, app.now_secs()))
         .await;
     let wait = assert_429(&res, "TOO_MANY_TOTP_CHECKS");
     assert_eq!(wait, 2);
@@ -78,7 +77,7 @@ async fn two_factor_backoff_totp_waits_after_three_failures_doubles_resets_and_n
         authd_tests::two_factor::assert_two_factor_required(&app.login(ANN, PASSWORD).await)
             .partial;
     assert_429(
-        &app.totp_authenticate(&partial, &totp_at(&url, now_secs()))
+        &app.totp_authenticate(&partial, &totp_at(&url, app.now_secs()))
             .await,
         "TOO_MANY_TOTP_CHECKS",
     );
@@ -89,7 +88,7 @@ async fn two_factor_backoff_totp_waits_after_three_failures_doubles_resets_and_n
         .assert_error(409, "TOTP_UNINITIALIZED");
 
     // Once the wait is over, one more failure doubles it.
-    sleep_ms(wait * 1000 + 50).await;
+    app.advance_ms(u64::try_from(wait * 1000 + 50).unwrap());
     assert_eq!(duration_of(&app.totp_next_guess(&access).await), 0);
     app.totp_authenticate(&access, &wrong)
         .await
@@ -100,13 +99,13 @@ async fn two_factor_backoff_totp_waits_after_three_failures_doubles_resets_and_n
     assert_agrees(duration_of(&app.totp_next_guess(&access).await), wait);
 
     // A success ends the streak: three failures are free again, and the wait starts over.
-    sleep_ms(wait * 1000 + 50).await;
+    app.advance_ms(u64::try_from(wait * 1000 + 50).unwrap());
     assert_sudo_only(
-        &app.totp_authenticate(&access, &totp_at(&url, now_secs()))
+        &app.totp_authenticate(&access, &totp_at(&url, app.now_secs()))
             .await,
     );
     assert_eq!(duration_of(&app.totp_next_guess(&access).await), 0);
-    let wrong = wrong_totp(&url);
+    let wrong = wrong_totp(&url, app.now_secs());
     for _ in 0..3 {
         app.totp_authenticate(&access, &wrong)
             .await
@@ -154,7 +153,7 @@ async fn two_factor_backoff_recovery_codes_wait_double_to_the_cap_and_next_guess
     assert_eq!(wait, 1);
     assert_agrees(duration_of(&app.recovery_next_guess(&access).await), wait);
 
-    sleep_ms(1050).await;
+    app.advance_ms(1050);
     app.recovery_authenticate(&access, WRONG_RECOVERY)
         .await
         .assert_error(401, "RECOVERY_CODE_INVALID");
@@ -165,7 +164,7 @@ async fn two_factor_backoff_recovery_codes_wait_double_to_the_cap_and_next_guess
     assert_eq!(wait, 2, "doubled");
     assert_agrees(duration_of(&app.recovery_next_guess(&access).await), wait);
 
-    sleep_ms(2050).await;
+    app.advance_ms(2050);
     app.recovery_authenticate(&access, WRONG_RECOVERY)
         .await
         .assert_error(401, "RECOVERY_CODE_INVALID");
@@ -177,7 +176,7 @@ async fn two_factor_backoff_recovery_codes_wait_double_to_the_cap_and_next_guess
     assert_agrees(duration_of(&app.recovery_next_guess(&access).await), wait);
 
     // The code refused while waiting was not used up: it works now, and resets the streak.
-    sleep_ms(2050).await;
+    app.advance_ms(2050);
     assert_sudo_only(&app.recovery_authenticate(&access, &codes[0]).await);
     assert_eq!(duration_of(&app.recovery_next_guess(&access).await), 0);
     for _ in 0..3 {
@@ -251,7 +250,8 @@ async fn two_factor_backoff_state_survives_a_restart(db: Db) {
     assert_eq!(access.status, 200, "{}", access.text);
     let access = access.text;
 
-    wait_for_room_in_step(5).await;
+    // Real time: these servers run in processes of their own, whose clocks a test cannot move.
+    sleep_until_room_in_step(5).await;
     let res = first.post("/user/2fa/totp/setup", &access, json!({})).await;
     assert_eq!(res.status, 200, "{}", res.text);
     let url = res.json()["url"].as_str().unwrap().to_owned();
@@ -263,7 +263,7 @@ async fn two_factor_backoff_state_survives_a_restart(db: Db) {
     );
 
     // TOTP: three failures and the wait on the first process.
-    let wrong = wrong_totp(&url);
+    let wrong = wrong_totp(&url, now_secs());
     for _ in 0..3 {
         first
             .post(

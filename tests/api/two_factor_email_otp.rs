@@ -3,7 +3,7 @@
 
 use authd_tests::two_factor::{
     assert_429, assert_full_tokens, assert_notice_without_codes, assert_sudo_only,
-    assert_ten_recovery_codes, assert_two_factor_required, duration_of, sleep_ms,
+    assert_ten_recovery_codes, assert_two_factor_required, duration_of,
 };
 use authd_tests::{both_dbs, Db, TestApp};
 use futures_util::future::join_all;
@@ -199,7 +199,7 @@ async fn two_factor_email_otp_full_cycle_with_a_partial_token_at_login(db: Db) {
     let off = app.wait_for_mail_to(ANN, 2).await;
     assert_notice_without_codes(&off, &codes);
     // Three codes to the 2FA address, two notices to the login address, nothing else.
-    sleep_ms(300).await;
+    app.wait_for_outbox_drained().await;
     assert_eq!(app.mails().len(), 5, "no other mail");
 }
 
@@ -248,7 +248,7 @@ async fn two_factor_email_otp_one_mail_per_user_per_window_across_setup_and_chal
 
     app.wait_for_mail_to("bob.codes@example.net", 1).await;
     app.wait_for_mail_to(ANN, 1).await; // the notice is no code mail and is not throttled
-    sleep_ms(300).await;
+    app.wait_for_outbox_drained().await;
     assert_eq!(app.mails_to(ANN_OTP).len(), 1, "one code mail for Ann");
     assert!(app.mails_to("ann.other@example.net").is_empty());
 }
@@ -264,13 +264,13 @@ async fn two_factor_email_otp_a_passed_window_lets_the_next_mail_through(db: Db)
     );
     assert_eq!(wait, 1);
     assert!(duration_of(&app.email_otp_next_email(&access).await) <= 1);
-    sleep_ms(1050).await;
+    app.advance_ms(1050);
     assert_eq!(duration_of(&app.email_otp_next_email(&access).await), 0);
     assert_eq!(app.email_otp_setup(&access, ANN_OTP, "").await.status, 200);
     // The latest code enables.
     let code = app.wait_for_mail_to(ANN_OTP, 2).await.code();
     assert_ten_recovery_codes(&app.email_otp_enable(&access, &code).await);
-    sleep_ms(1050).await;
+    app.advance_ms(1050);
     assert_eq!(app.email_otp_challenge(&access, "").await.status, 200);
     let code = app.wait_for_mail_to(ANN_OTP, 3).await.code();
     assert_sudo_only(&app.email_otp_authenticate(&access, &code).await);
@@ -296,7 +296,7 @@ async fn two_factor_email_otp_setup_checks_the_address_origin_and_language(db: D
     app.email_otp_setup(&access, "x@eu.mailinator.com", "")
         .await
         .assert_error(403, "FORBIDDEN_MAIL_PROVIDER");
-    sleep_ms(200).await;
+    app.wait_for_outbox_drained().await;
     assert!(app.mails().is_empty(), "no mail for refused calls");
 
     // Language and origin pick the template and the sending configuration.
@@ -380,7 +380,7 @@ async fn two_factor_email_otp_codes_are_bound_to_their_purpose_and_a_new_setup_m
     assert_eq!(app.email_otp_challenge(&partial, "").await.status, 200);
     let code = app.wait_for_mail_to("ann.new@example.net", 2).await.code();
     assert_full_tokens(&app.email_otp_authenticate(&partial, &code).await);
-    sleep_ms(200).await;
+    app.wait_for_outbox_drained().await;
     assert_eq!(
         app.mails_to(ANN_OTP).len(),
         3,
@@ -433,7 +433,7 @@ async fn two_factor_email_otp_an_expired_code_is_refused(db: Db) {
     // A setup code, too late; then one in time.
     assert_eq!(app.email_otp_setup(&access, ANN_OTP, "").await.status, 200);
     let code = app.wait_for_mail_to(ANN_OTP, 1).await.code();
-    sleep_ms(3100).await;
+    app.advance_ms(3100);
     app.email_otp_enable(&access, &code)
         .await
         .assert_error(401, "OTP_INVALID_EXPIRED");
@@ -444,7 +444,7 @@ async fn two_factor_email_otp_an_expired_code_is_refused(db: Db) {
     // A challenge code, too late; then one in time.
     assert_eq!(app.email_otp_challenge(&access, "").await.status, 200);
     let code = app.wait_for_mail_to(ANN_OTP, 3).await.code();
-    sleep_ms(3100).await;
+    app.advance_ms(3100);
     app.email_otp_authenticate(&access, &code)
         .await
         .assert_error(401, "OTP_INVALID_EXPIRED");
@@ -491,7 +491,7 @@ async fn two_factor_email_otp_parallel_enables_with_one_code_make_one_recovery_s
     assert_eq!(stored, vec![Some("10".to_owned())], "one set of ten codes");
     // One notice for one change.
     app.wait_for_mail_to(ANN, 1).await;
-    sleep_ms(300).await;
+    app.wait_for_outbox_drained().await;
     assert_eq!(app.mails_to(ANN).len(), 1, "one notice");
     assert_sudo_only(&app.recovery_authenticate(&access, &codes[0]).await);
 }

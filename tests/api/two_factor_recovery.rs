@@ -4,8 +4,7 @@
 use authd_domain::tokens::TokenKind;
 use authd_tests::two_factor::{
     assert_full_tokens, assert_no_recovery_codes, assert_notice_without_codes, assert_sudo_only,
-    assert_ten_recovery_codes, assert_two_factor_required, duration_of, now_secs, sleep_ms,
-    totp_at,
+    assert_ten_recovery_codes, assert_two_factor_required, duration_of, totp_at,
 };
 use authd_tests::{both_dbs, Db, TestApp};
 use serde_json::json;
@@ -59,7 +58,7 @@ async fn two_factor_recovery_each_use_tells_the_owner_how_many_codes_are_left(db
         "{}",
         second.text
     );
-    sleep_ms(300).await;
+    app.wait_for_outbox_drained().await;
     assert_eq!(app.mails_to(ANN).len(), 3, "one notice per use");
 }
 
@@ -341,7 +340,7 @@ async fn two_factor_recovery_a_second_method_keeps_the_set_and_turning_off_the_l
 
     // Turning off the last one turns 2FA off and deletes the set.
     let sudo = assert_sudo_only(
-        &app.totp_authenticate(&access, &totp_at(&url, now_secs()))
+        &app.totp_authenticate(&access, &totp_at(&url, app.now_secs()))
             .await,
     );
     let res = app.totp_disable(&sudo).await;
@@ -365,7 +364,7 @@ async fn two_factor_recovery_a_second_method_keeps_the_set_and_turning_off_the_l
     // recovery codes used.
     let eighth = app.wait_for_mail_to(ANN, 8).await;
     assert_notice_without_codes(&eighth, &codes);
-    sleep_ms(300).await;
+    app.wait_for_outbox_drained().await;
     assert_eq!(app.mails_to(ANN).len(), 8, "one notice per change");
 
     // On again: a new set, the old one is gone for good.

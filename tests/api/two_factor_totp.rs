@@ -3,9 +3,8 @@
 
 use authd_tests::two_factor::{
     assert_bad_request, assert_full_tokens, assert_no_recovery_codes, assert_notice_without_codes,
-    assert_sudo_only, assert_ten_recovery_codes, assert_two_factor_required, duration_of, now_secs,
-    pyotp_parse, step_of, totp_at, totp_codes, wait_for_room_in_step, wait_for_step_after,
-    STEP_SECS,
+    assert_sudo_only, assert_ten_recovery_codes, assert_two_factor_required, duration_of,
+    pyotp_parse, step_of, totp_at, totp_codes, STEP_SECS,
 };
 use authd_tests::{both_dbs, seal_like_the_first_releases, Db, TestApp};
 use futures_util::future::join_all;
@@ -193,8 +192,8 @@ async fn two_factor_totp_enable_and_authenticate_accept_the_current_and_previous
         .await
         .assert_error(409, "TOTP_UNINITIALIZED");
 
-    let s = wait_for_room_in_step(8).await;
-    let t = now_secs();
+    let s = app.wait_for_room_in_step(8);
+    let t = app.now_secs();
     let url = app.totp_setup_url(&access).await;
     assert_eq!(duration_of(&app.totp_next_guess(&access).await), 0);
     // A pending secret is not active.
@@ -234,7 +233,7 @@ async fn two_factor_totp_enable_and_authenticate_accept_the_current_and_previous
 
     // In the next step, the code of step s is the previous step's: accepted with the partial
     // token from the login, and it gives a full login.
-    let s1 = wait_for_step_after(s).await;
+    let s1 = app.wait_for_step_after(s);
     assert_eq!(s1, s + 1);
     let of_s = totp_at(&url, s * STEP_SECS);
     let tokens = assert_full_tokens(&app.totp_authenticate(&login.partial, &of_s).await);
@@ -279,11 +278,11 @@ async fn two_factor_totp_ten_parallel_uses_of_one_code_succeed_exactly_once(db: 
         &[("AUTHD__LIMITS__TOTP_BACKOFF__FREE_FAILURES", "1000")],
     )
     .await;
-    wait_for_room_in_step(10).await;
+    app.wait_for_room_in_step(10);
     let (url, res) = app.turn_on_totp(&access, &access).await;
     assert_ten_recovery_codes(&res);
     let partial = assert_two_factor_required(&app.login(ANN, PASSWORD).await).partial;
-    let code = totp_at(&url, now_secs());
+    let code = totp_at(&url, app.now_secs());
     // Five with the access token, five with the partial token, all at once.
     let replies = join_all((0..10).map(|i| {
         let token = if i % 2 == 0 { &access } else { &partial };
@@ -309,9 +308,9 @@ async fn two_factor_totp_a_new_setup_replaces_the_pending_secret_and_the_active_
     db: Db,
 ) {
     let (app, _, access) = app_with_ann(db, &[]).await;
-    wait_for_room_in_step(10).await;
+    app.wait_for_room_in_step(10);
     let (url1, res) = app.turn_on_totp(&access, &access).await;
-    let s = step_of(now_secs());
+    let s = step_of(app.now_secs());
     let codes = assert_ten_recovery_codes(&res);
 
     // With TOTP on, setup takes a sudo token only.
@@ -334,7 +333,7 @@ async fn two_factor_totp_a_new_setup_replaces_the_pending_secret_and_the_active_
         .assert_error(401, "TOTP_INVALID");
     assert_sudo_only(&app.totp_authenticate(&access, &totp_at(&url1, t)).await);
 
-    let s1 = wait_for_step_after(s).await;
+    let s1 = app.wait_for_step_after(s);
     assert_no_recovery_codes(
         &app.totp_enable(&access, &totp_at(&url3, s1 * STEP_SECS))
             .await,
@@ -346,7 +345,7 @@ async fn two_factor_totp_a_new_setup_replaces_the_pending_secret_and_the_active_
         .assert_error(409, "TOTP_UNINITIALIZED");
 
     // From the next step on, the old secret is gone and the new one is active.
-    let s2 = wait_for_step_after(s1).await;
+    let s2 = app.wait_for_step_after(s1);
     let t2 = s2 * STEP_SECS;
     app.totp_authenticate(&access, &totp_at(&url1, t2))
         .await
@@ -366,7 +365,7 @@ async fn two_factor_totp_deactivation_needs_sudo_and_turns_two_factor_off(db: Db
         .await
         .assert_error(401, "INVALID_TOKEN");
     let sudo = assert_sudo_only(
-        &app.totp_authenticate(&access, &totp_at(&url, now_secs()))
+        &app.totp_authenticate(&access, &totp_at(&url, app.now_secs()))
             .await,
     );
     let res = app.totp_disable(&sudo).await;
@@ -376,7 +375,7 @@ async fn two_factor_totp_deactivation_needs_sudo_and_turns_two_factor_off(db: Db
         .await
         .assert_error(409, "TOTP_ALREADY_INACTIVE");
 
-    app.totp_authenticate(&access, &totp_at(&url, now_secs()))
+    app.totp_authenticate(&access, &totp_at(&url, app.now_secs()))
         .await
         .assert_error(409, "TOTP_UNINITIALIZED");
     // It was the last method: 2FA is off, the recovery codes are gone, login is plain again.
@@ -425,7 +424,7 @@ async fn two_factor_totp_a_corrupt_secret_answers_500_totp_corrupt_and_nothing_e
         1
     );
     let res = app
-        .totp_authenticate(&access, &totp_at(&url, now_secs()))
+        .totp_authenticate(&access, &totp_at(&url, app.now_secs()))
         .await;
     res.assert_error(500, "TOTP_CORRUPT");
 
@@ -441,7 +440,7 @@ async fn two_factor_totp_a_corrupt_secret_answers_500_totp_corrupt_and_nothing_e
             .await,
             1
         );
-        app.totp_authenticate(&access, &totp_at(&url, now_secs()))
+        app.totp_authenticate(&access, &totp_at(&url, app.now_secs()))
             .await
             .assert_error(500, "TOTP_CORRUPT");
     }
@@ -450,7 +449,7 @@ async fn two_factor_totp_a_corrupt_secret_answers_500_totp_corrupt_and_nothing_e
     // token, and a recovery code gets the user in.
     let login = assert_two_factor_required(&app.login(ANN, PASSWORD).await);
     assert_eq!(login.methods, ["totp", "recoveryCode"]);
-    app.totp_authenticate(&login.partial, &totp_at(&url, now_secs()))
+    app.totp_authenticate(&login.partial, &totp_at(&url, app.now_secs()))
         .await
         .assert_error(500, "TOTP_CORRUPT");
     let tokens = assert_full_tokens(&app.recovery_authenticate(&login.partial, &codes[0]).await);
@@ -472,7 +471,7 @@ async fn two_factor_totp_a_corrupt_secret_answers_500_totp_corrupt_and_nothing_e
         .await,
         1
     );
-    app.totp_enable(&access, &totp_at(&url2, now_secs()))
+    app.totp_enable(&access, &totp_at(&url2, app.now_secs()))
         .await
         .assert_error(500, "TOTP_CORRUPT");
 
@@ -480,7 +479,10 @@ async fn two_factor_totp_a_corrupt_secret_answers_500_totp_corrupt_and_nothing_e
     let res = app.totp_disable(&tokens.sudo).await;
     assert_eq!(res.status, 200, "{}", res.text);
     let url3 = app.totp_setup_url(&access).await;
-    assert_ten_recovery_codes(&app.totp_enable(&access, &totp_at(&url3, now_secs())).await);
+    assert_ten_recovery_codes(
+        &app.totp_enable(&access, &totp_at(&url3, app.now_secs()))
+            .await,
+    );
 }
 
 async fn two_factor_totp_parallel_enables_with_one_code_make_one_recovery_set(db: Db) {
@@ -489,9 +491,9 @@ async fn two_factor_totp_parallel_enables_with_one_code_make_one_recovery_set(db
         &[("AUTHD__LIMITS__TOTP_BACKOFF__FREE_FAILURES", "1000")],
     )
     .await;
-    wait_for_room_in_step(5).await;
+    app.wait_for_room_in_step(5);
     let url = app.totp_setup_url(&access).await;
-    let code = totp_at(&url, now_secs() - STEP_SECS);
+    let code = totp_at(&url, app.now_secs() - STEP_SECS);
     let replies = join_all((0..6).map(|_| app.totp_enable(&access, &code))).await;
     let winners: Vec<_> = replies.iter().filter(|r| r.status == 200).collect();
     assert_eq!(
@@ -575,7 +577,7 @@ async fn two_factor_totp_a_secret_sealed_by_the_first_releases_still_signs_in(db
 
     let login = assert_two_factor_required(&app.login(ANN, PASSWORD).await);
     assert_full_tokens(
-        &app.totp_authenticate(&login.partial, &totp_at(&url, now_secs()))
+        &app.totp_authenticate(&login.partial, &totp_at(&url, app.now_secs()))
             .await,
     );
 
@@ -591,7 +593,7 @@ async fn two_factor_totp_a_secret_sealed_by_the_first_releases_still_signs_in(db
         .await,
         1
     );
-    app.totp_authenticate(&bob_access, &totp_at(&url, now_secs()))
+    app.totp_authenticate(&bob_access, &totp_at(&url, app.now_secs()))
         .await
         .assert_error(500, "TOTP_CORRUPT");
 }

@@ -128,6 +128,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub db: TestDb,
     pub env: HashMap<String, String>,
+    /// The server's clock: system time plus what the test moved it by ([`TestApp::advance`]).
+    pub clock: authd::Clock,
 }
 
 /// An answer, read whole.
@@ -273,7 +275,10 @@ impl TestApp {
             env: Some(env.clone()),
         };
         let loaded = sources.load().expect("test settings load");
-        let app = Application::build(loaded).await.expect("server builds");
+        let clock = authd::Clock::adjustable();
+        let app = Application::build_with_clock(loaded, clock.clone())
+            .await
+            .expect("server builds");
         let address = format!("http://127.0.0.1:{}", app.port());
         // Empty when `metrics.enabled = false`.
         let metrics_address = app
@@ -291,7 +296,20 @@ impl TestApp {
             client,
             db,
             env,
+            clock,
         }
+    }
+
+    /// Moves the server's clock forward: windows, backoffs, expiries and TOTP steps are
+    /// crossed at once instead of slept through. Only the server in this process sees it;
+    /// what other processes and the database server read is real time.
+    pub fn advance(&self, by: std::time::Duration) {
+        self.clock.advance(by);
+    }
+
+    /// [`TestApp::advance`] in milliseconds.
+    pub fn advance_ms(&self, ms: u64) {
+        self.advance(std::time::Duration::from_millis(ms));
     }
 
     pub async fn send(&self, req: reqwest::RequestBuilder) -> Reply {

@@ -105,27 +105,15 @@ pub fn step_of(unix: i64) -> i64 {
     unix.div_euclid(STEP_SECS)
 }
 
-/// Waits, when needed, until at least `room_secs` remain in the current TOTP step, so that a
-/// sequence of calls taking less than that runs inside one step. Returns the step.
-pub async fn wait_for_room_in_step(room_secs: i64) -> i64 {
+/// Sleeps, when needed, until at least `room_secs` remain in the current TOTP step of real
+/// time: for servers in other processes, whose clock a test cannot move. Returns the step.
+pub async fn sleep_until_room_in_step(room_secs: i64) -> i64 {
     let step_ms = STEP_SECS * 1000;
     let left = step_ms - now_ms().rem_euclid(step_ms);
     if left < room_secs * 1000 {
         sleep_ms(left + 50).await;
     }
     step_of(now_secs())
-}
-
-/// Waits until the step after `step` has begun (plus a little), and returns the new step.
-pub async fn wait_for_step_after(step: i64) -> i64 {
-    let begin_ms = (step + 1) * STEP_SECS * 1000;
-    let wait = begin_ms - now_ms();
-    if wait > -50 {
-        sleep_ms(wait + 50).await;
-    }
-    let now = step_of(now_secs());
-    assert!(now > step, "the step moved on");
-    now
 }
 
 pub async fn sleep_ms(ms: i64) {
@@ -361,6 +349,40 @@ pub async fn call(
     Reply::read(req.send().await.expect("request reaches the server")).await
 }
 
+/// TOTP time on the server's clock: the tests compute codes for the instant the server reads,
+/// and move the clock across step boundaries instead of waiting for them.
+impl TestApp {
+    /// The server's Unix time (its clock may have been moved forward).
+    pub fn now_secs(&self) -> i64 {
+        self.clock.now_secs()
+    }
+
+    /// Moves the server's clock, when needed, until at least `room_secs` remain in the current
+    /// TOTP step, so that a sequence of calls taking less than that runs inside one step.
+    /// Returns the step.
+    pub fn wait_for_room_in_step(&self, room_secs: i64) -> i64 {
+        let step_ms = STEP_SECS * 1000;
+        let left = step_ms - self.clock.now_ms().rem_euclid(step_ms);
+        if left < room_secs * 1000 {
+            self.advance_ms(u64::try_from(left + 50).unwrap_or(0));
+        }
+        step_of(self.now_secs())
+    }
+
+    /// Moves the server's clock to just after the start of the step after `step`, and returns
+    /// the new step.
+    pub fn wait_for_step_after(&self, step: i64) -> i64 {
+        let begin_ms = (step + 1) * STEP_SECS * 1000;
+        let wait = begin_ms - self.clock.now_ms();
+        if wait > -50 {
+            self.advance_ms(u64::try_from(wait + 50).unwrap_or(0));
+        }
+        let now = step_of(self.now_secs());
+        assert!(now > step, "the step moved on");
+        now
+    }
+}
+
 impl TestApp {
     /// A token of any signed kind for `user_id`, minted with the server's key (5 minutes).
     pub fn mint(&self, kind: TokenKind, user_id: i64) -> String {
@@ -539,9 +561,9 @@ impl TestApp {
     /// computes for the previous step (so the current step is still free afterwards).
     /// Returns the URL and the answer of `enable`.
     pub async fn turn_on_totp(&self, setup_token: &str, access: &str) -> (String, Reply) {
-        wait_for_room_in_step(3).await;
+        self.wait_for_room_in_step(3);
         let url = self.totp_setup_url(setup_token).await;
-        let code = totp_at(&url, now_secs() - STEP_SECS);
+        let code = totp_at(&url, self.now_secs() - STEP_SECS);
         let res = self.totp_enable(access, &code).await;
         (url, res)
     }
@@ -559,6 +581,27 @@ impl TestApp {
             })
             .await
             .expect("SQL runs")
+    }
+
+    /// Waits (polling, up to 10 s) until the outbox holds no pending mail: every mail queued
+    /// so far has been delivered (or given up), so a count of delivered mails is final.
+    pub async fn wait_for_outbox_drained(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let pending = self
+                .query_texts(
+                    "SELECT CAST(COUNT(*) AS TEXT) AS value FROM outbox WHERE status = 'pending'",
+                )
+                .await;
+            if pending == vec![Some("0".to_owned())] {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the outbox still holds pending mail: {pending:?}"
+            );
+            sleep_ms(20).await;
+        }
     }
 
     /// The text values of the first column of a query, read behind the server's back.

@@ -11,7 +11,7 @@ use actix_web::{web, FromRequest, HttpRequest};
 use authd_domain::tokens::{refresh_token_hash, Claims, TokenKind};
 use authd_store::{refresh_tokens, users};
 
-use crate::{now_ms, ApiError, AppState};
+use crate::{ApiError, AppState};
 
 pub fn no_token() -> ApiError {
     ApiError::code(StatusCode::UNAUTHORIZED, "NO_TOKEN_PROVIDED")
@@ -45,7 +45,7 @@ fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
 fn verify(state: &AppState, token: &str, kind: TokenKind) -> Result<Claims, ApiError> {
     state
         .signer
-        .verify(token, kind, chrono::Utc::now().timestamp())
+        .verify(token, kind, state.clock.now_secs())
         .map_err(|_| invalid_token())
 }
 
@@ -74,10 +74,11 @@ impl FromRequest for RefreshAuth {
             let (token, state) = parts?;
             let hash = refresh_token_hash(&token);
             let lookup = hash.clone();
+            let clock = state.clock.clone();
             let live = state
                 .store
                 .read(move |c| {
-                    let Some(t) = refresh_tokens::find_live(c, &lookup, now_ms())? else {
+                    let Some(t) = refresh_tokens::find_live(c, &lookup, clock.now_ms())? else {
                         return Ok(None);
                     };
                     let active = users::find_by_id(c, t.user_id)?.is_some_and(|u| !u.disabled);
@@ -165,7 +166,7 @@ impl FromRequest for SudoOrAccessWithout2fa {
         let req_path = req.path().to_owned();
         Box::pin(async move {
             let (token, state) = parts?;
-            let now = chrono::Utc::now().timestamp();
+            let now = state.clock.now_secs();
             if let Ok(c) = state.signer.verify(&token, TokenKind::Sudo, now) {
                 let user_id = c.user_id().ok_or_else(invalid_token)?;
                 return Ok(Self {
@@ -221,7 +222,7 @@ impl FromRequest for AccessOrPartial {
         std::future::ready((|| {
             let token = bearer(req)?;
             let state = state(req)?;
-            let now = chrono::Utc::now().timestamp();
+            let now = state.clock.now_secs();
             let (claims, partial) = match state.signer.verify(&token, TokenKind::Access, now) {
                 Ok(c) => (c, false),
                 Err(_) => (verify(&state, &token, TokenKind::Partial)?, true),

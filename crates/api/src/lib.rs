@@ -40,11 +40,8 @@ pub struct AppState {
     pub signer: Arc<authd_domain::tokens::TokenSigner>,
     pub trusted_proxies: client_ip::TrustedProxies,
     pub two_factor: services::two_factor::TwoFactorKeys,
-}
-
-/// Milliseconds since the epoch: the clock of every stored instant.
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+    /// The one clock of every stored or compared instant (see [`authd_domain::clock`]).
+    pub clock: authd_domain::Clock,
 }
 
 /// A 200 with a JSON body, typed `application/json; charset=utf-8` as the contract says.

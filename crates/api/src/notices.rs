@@ -7,8 +7,11 @@ use authd_mail::{MailKind, PreparedMail, Render};
 use crate::{ApiError, AppState};
 
 /// The time of a change as notices show it.
-pub fn changed_at() -> String {
-    chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string()
+pub fn changed_at(clock: &authd_domain::Clock) -> String {
+    chrono::DateTime::from_timestamp_millis(clock.now_ms())
+        .unwrap_or_default()
+        .format("%Y-%m-%d %H:%M UTC")
+        .to_string()
 }
 
 /// Renders a notice for the outbox. A template failure is counted and logged by the Mailer and

@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use crate::Clock;
 use anyhow::{anyhow, bail, Context};
 use authd_domain::{Argon2Params, Email, Password, PasswordHash};
 use authd_settings::{Loaded, Settings, Sources};
@@ -287,7 +288,8 @@ fn password_changed_notice(
     let catalog = crate::load_catalog(settings)
         .context("cannot load the mail templates for the \"password changed\" notice")?;
     let sealer = authd_mail::Sealer::new(&crate::keys::otp_key_for_command(settings, conn)?);
-    let vars = serde_json::json!({ "changed_at": authd_api::notices::changed_at() });
+    let vars =
+        serde_json::json!({ "changed_at": authd_api::notices::changed_at(&Clock::system()) });
     authd_mail::prepare_mail(
         &catalog,
         &sealer,

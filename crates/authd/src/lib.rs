@@ -9,6 +9,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context;
 use authd_api::{ApiError, AppState, BodyLimit};
+pub use authd_domain::Clock;
 use authd_settings::{Loaded, Settings};
 use authd_store::{Store, StoreOptions};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -59,13 +60,20 @@ impl std::fmt::Debug for Application {
 impl Application {
     /// Binds both listeners and prepares the servers. Must be called inside an actix system.
     pub async fn build(loaded: Loaded) -> anyhow::Result<Self> {
+        Self::build_with_clock(loaded, Clock::system()).await
+    }
+
+    /// [`Application::build`] with the clock every instant is read from: the system clock in
+    /// the service, an adjustable one in tests that cross windows and expiries without
+    /// sleeping.
+    pub async fn build_with_clock(loaded: Loaded, clock: Clock) -> anyhow::Result<Self> {
         let settings = Arc::new(loaded.settings);
         let store = open_store(&settings, settings.database.migrate_on_start).await?;
         let prometheus = authd_telemetry::prometheus().map_err(anyhow::Error::msg)?;
 
         let keys = keys::Keys::resolve(&settings, &store).await?;
-        spawn_housekeeping(&settings, store.clone());
-        let actors = start_actors(&settings, &store, &keys)?;
+        spawn_housekeeping(&settings, store.clone(), clock.clone());
+        let actors = start_actors(&settings, &store, &keys, &clock)?;
         let mailer = actors.mailer.clone();
         let state = web::Data::new(AppState {
             store: store.clone(),
@@ -87,6 +95,7 @@ impl Application {
                 settings.http.client_ip_header,
             ),
             two_factor: authd_api::services::two_factor::TwoFactorKeys::new(&keys.totp, &keys.otp),
+            clock,
             signer: std::sync::Arc::new(
                 authd_domain::tokens::TokenSigner::new(
                     &settings.tokens.issuer,
@@ -207,7 +216,7 @@ pub fn load_catalog(settings: &Settings) -> anyhow::Result<authd_mail::Catalog> 
 }
 
 /// Sweeps expired rows every `database.housekeeping_interval_secs` on this arbiter.
-fn spawn_housekeeping(settings: &Settings, store: Store) {
+fn spawn_housekeeping(settings: &Settings, store: Store, clock: Clock) {
     let every = Duration::from_secs(settings.database.housekeeping_interval_secs.max(1));
     let longest_window = Duration::from_secs(
         settings
@@ -224,7 +233,7 @@ fn spawn_housekeeping(settings: &Settings, store: Store) {
         ticks.tick().await;
         loop {
             ticks.tick().await;
-            let now = chrono::Utc::now().timestamp_millis();
+            let now = clock.now_ms();
             let (w, k) = (ms(longest_window), ms(keep_sent));
             match store
                 .run(move |c| authd_store::housekeeping::sweep(c, now, w, k))
@@ -243,6 +252,7 @@ fn spawn_heartbeat(
     settings: &Settings,
     store: Store,
     limiter: actix::Addr<authd_ratelimit::RateLimiter>,
+    clock: Clock,
 ) {
     let every = Duration::from_secs(settings.limits.replica_heartbeat_secs.max(1));
     let id = uuid::Uuid::new_v4().simple().to_string();
@@ -250,7 +260,7 @@ fn spawn_heartbeat(
         let mut ticks = actix_web::rt::time::interval(every);
         loop {
             ticks.tick().await;
-            let now = chrono::Utc::now().timestamp_millis();
+            let now = clock.now_ms();
             let since = now - 3 * ms(every);
             let id = id.clone();
             let live = store
@@ -281,7 +291,12 @@ struct Actors {
 }
 
 /// Starts the three actors on the current arbiter.
-fn start_actors(settings: &Settings, store: &Store, keys: &keys::Keys) -> anyhow::Result<Actors> {
+fn start_actors(
+    settings: &Settings,
+    store: &Store,
+    keys: &keys::Keys,
+    clock: &Clock,
+) -> anyhow::Result<Actors> {
     use actix::Actor;
     let catalog = load_catalog(settings)?;
     let mailer = authd_mail::Mailer::new(
@@ -290,6 +305,7 @@ fn start_actors(settings: &Settings, store: &Store, keys: &keys::Keys) -> anyhow
         catalog,
         authd_mail::Sealer::new(&keys.otp),
         store.clone(),
+        clock.clone(),
     )?
     .start();
     let limits = &settings.limits;
@@ -337,15 +353,17 @@ fn start_actors(settings: &Settings, store: &Store, keys: &keys::Keys) -> anyhow
         backoffs,
         ip,
         limits.denied_cache_size,
+        clock.clone(),
     )
     .start();
-    spawn_heartbeat(settings, store.clone(), limiter.clone());
+    spawn_heartbeat(settings, store.clone(), limiter.clone(), clock.clone());
     let otp = authd_otp::OtpIssuer::new(
         store.clone(),
         &keys.otp,
         Duration::from_secs(settings.otp.lifetime_secs),
         settings.otp.max_attempts,
         mailer.clone(),
+        clock.clone(),
     )
     .start();
     Ok(Actors {

@@ -1,11 +1,13 @@
 #![doc = include_str!("../README.md")]
 
+pub mod clock;
 mod email;
 mod password;
 pub mod sealed;
 pub mod tokens;
 pub mod two_factor;
 
+pub use clock::Clock;
 pub use email::{Email, EmailError, MAX_EMAIL_LEN};
 pub use password::{
     Argon2Params, Password, PasswordHash, PasswordHashError, PasswordPolicyError, MAX_PASSWORD_LEN,

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::prelude::*;
-use authd_domain::Email;
+use authd_domain::{Clock, Email};
 use authd_settings::{MailSettings, OriginSettings};
 use authd_store::{outbox, Store};
 use authd_telemetry::names;
@@ -52,6 +52,7 @@ struct Shared {
     /// Origins whose backend is failing right now, so a failing relay is logged once when the
     /// failures begin and once when they end, not once per mail.
     streaks: Mutex<HashMap<String, Streak>>,
+    clock: Clock,
 }
 
 /// A run of backend failures (auth, connect, timeout, local) of one origin.
@@ -78,10 +79,6 @@ impl std::fmt::Debug for Mailer {
     }
 }
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 impl Mailer {
     /// Builds the backends of every enabled origin and checks their addresses; any problem
     /// stops the start.
@@ -91,6 +88,7 @@ impl Mailer {
         catalog: Catalog,
         sealer: Sealer,
         store: Store,
+        clock: Clock,
     ) -> Result<Self, MailerError> {
         let mut built = BTreeMap::new();
         for (name, o) in origins.iter().filter(|(_, o)| o.enabled) {
@@ -119,6 +117,7 @@ impl Mailer {
             cfg: cfg.clone(),
             worker: uuid::Uuid::new_v4().simple().to_string(),
             streaks: Mutex::new(HashMap::new()),
+            clock,
         };
         Ok(Self {
             shared: Arc::new(shared),
@@ -424,6 +423,7 @@ fn backoff(cfg: &MailSettings, attempts: i32) -> Duration {
 
 /// One round: claim, send, record. Returns true when the batch was full (more may be due).
 async fn deliver_round(shared: &Arc<Shared>) -> bool {
+    let now = shared.clock.now_ms();
     let (worker, lease, batch) = (
         shared.worker.clone(),
         i64::try_from(shared.cfg.lease_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
@@ -433,7 +433,7 @@ async fn deliver_round(shared: &Arc<Shared>) -> bool {
     );
     let claimed = match shared
         .store
-        .run(move |c| outbox::claim(c, &worker, now_ms(), lease, batch))
+        .run(move |c| outbox::claim(c, &worker, now, lease, batch))
         .await
     {
         Ok(rows) => rows,
@@ -590,7 +590,7 @@ enum Mark {
 /// (one write instead of one per mail: SQLite has a single writer, and the request path
 /// needs it more).
 async fn record(shared: &Arc<Shared>, outcomes: Vec<Outcome>) {
-    let now = now_ms();
+    let now = shared.clock.now_ms();
     let max_attempts = i32::try_from(shared.cfg.max_attempts).unwrap_or(i32::MAX);
     let mut marks = Vec::with_capacity(outcomes.len());
     for Outcome {

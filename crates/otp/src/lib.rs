@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use actix::prelude::*;
-use authd_domain::Email;
+use authd_domain::{Clock, Email};
 use authd_mail::{MailKind, Mailer, Render, RenderError, Wake};
 use authd_store::{otps, outbox, Store, StoreError};
 use authd_telemetry::names;
@@ -49,6 +49,7 @@ pub struct OtpIssuer {
     lifetime: Duration,
     max_attempts: u32,
     mailer: Addr<Mailer>,
+    clock: Clock,
 }
 
 impl std::fmt::Debug for OtpIssuer {
@@ -58,10 +59,6 @@ impl std::fmt::Debug for OtpIssuer {
             .field("max_attempts", &self.max_attempts)
             .finish()
     }
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 /// A fresh 6-digit code, uniform over 000000–999999, from the OS CSPRNG.
@@ -100,8 +97,10 @@ impl OtpIssuer {
         lifetime: Duration,
         max_attempts: u32,
         mailer: Addr<Mailer>,
+        clock: Clock,
     ) -> Self {
         Self {
+            clock,
             store,
             key: key.to_vec(),
             lifetime,
@@ -176,6 +175,7 @@ impl Handler<Issue> for OtpIssuer {
             .map(|p| fill_link(p, msg.to.as_str(), &code));
         let vars = mail_vars(&code, link.as_deref(), self.lifetime);
         let (store, mailer, lifetime) = (self.store.clone(), self.mailer.clone(), self.lifetime);
+        let clock = self.clock.clone();
         Box::pin(async move {
             let prepared = mailer
                 .send(Render {
@@ -192,7 +192,7 @@ impl Handler<Issue> for OtpIssuer {
                 .run(move |c| {
                     use authd_store::Connection;
                     c.transaction(|c| {
-                        let now = now_ms();
+                        let now = clock.now_ms();
                         otps::replace(
                             c,
                             &otps::NewOtp {
@@ -251,6 +251,7 @@ impl Handler<Decoy> for OtpIssuer {
             .map(|p| fill_link(p, msg.to.as_str(), &code));
         let vars = mail_vars(&code, link.as_deref(), self.lifetime);
         let (mailer, store) = (self.mailer.clone(), self.store.clone());
+        let clock = self.clock.clone();
         Box::pin(async move {
             let prepared = mailer
                 .send(Render {
@@ -264,7 +265,7 @@ impl Handler<Decoy> for OtpIssuer {
             // The same statements as an issue, in a transaction of the same shape, undone:
             // an unknown address costs what a known one does.
             store
-                .run(move |c| otps::rehearse_issue(c, &prepared.as_new_mail(now_ms())))
+                .run(move |c| otps::rehearse_issue(c, &prepared.as_new_mail(clock.now_ms())))
                 .await?;
             Ok(())
         })
@@ -316,9 +317,10 @@ impl Handler<Check> for OtpIssuer {
         let store = self.store.clone();
         let max = i32::try_from(self.max_attempts).unwrap_or(i32::MAX);
         let purpose = msg.purpose;
+        let now = self.clock.now_ms();
         Box::pin(async move {
             let row = store
-                .run(move |c| otps::admit_guess(c, user_id, purpose.as_str(), max, now_ms()))
+                .run(move |c| otps::admit_guess(c, user_id, purpose.as_str(), max, now))
                 .await?;
             let outcome = |o: &'static str| {
                 metrics::counter!(names::OTP_CHECKS_TOTAL, "purpose" => purpose.as_str(), "outcome" => o).increment(1);

@@ -10,7 +10,8 @@ use authd_telemetry::names;
 use crate::backoffs::{Admitted, Backoff, BackoffPolicies, Backoffs, GuessKeys, Guesser};
 use crate::ip_budgets::{IpBudgets, IpGroup};
 use crate::windows::{Limit, Permit, WindowPolicies, Windows};
-use crate::{millis, now_ms, wait_until, KeyHasher, LimitError};
+use crate::{millis, wait_until, KeyHasher, LimitError};
+use authd_domain::Clock;
 
 pub struct RateLimiter {
     store: Store,
@@ -18,6 +19,7 @@ pub struct RateLimiter {
     windows: Windows,
     backoffs: Backoffs,
     ip: IpBudgets,
+    clock: Clock,
 }
 
 impl std::fmt::Debug for RateLimiter {
@@ -40,8 +42,10 @@ impl RateLimiter {
         backoffs: BackoffPolicies,
         ip: IpBudgets,
         denied_cap: usize,
+        clock: Clock,
     ) -> Self {
         Self {
+            clock,
             store,
             hasher: KeyHasher(key.to_vec()),
             windows: Windows::new(windows, denied_cap),
@@ -91,7 +95,7 @@ impl Handler<Acquire> for RateLimiter {
     fn handle(&mut self, msg: Acquire, _: &mut Self::Context) -> Self::Result {
         let limit = msg.limit;
         let key_hash = self.hasher.hash(limit.as_str(), &msg.key);
-        let now = now_ms();
+        let now = self.clock.now_ms();
         if let Some(until) = self.windows.refused_until(limit, &key_hash, now) {
             return Box::pin(fut::ready(Err(denied(limit.as_str(), until, now))));
         }
@@ -115,7 +119,7 @@ impl Handler<Acquire> for RateLimiter {
                 }),
                 limits::Take::Denied { until_ms } => {
                     act.windows
-                        .remember_denied(limit, key_hash, until_ms, now_ms());
+                        .remember_denied(limit, key_hash, until_ms, act.clock.now_ms());
                     Err(denied(limit.as_str(), until_ms, now))
                 }
             }),
@@ -158,7 +162,7 @@ impl Handler<NextTake> for RateLimiter {
     type Result = ResponseFuture<Result<Duration, StoreError>>;
 
     fn handle(&mut self, msg: NextTake, _: &mut Self::Context) -> Self::Result {
-        let (limit, now) = (msg.limit, now_ms());
+        let (limit, now) = (msg.limit, self.clock.now_ms());
         let key_hash = self.hasher.hash(limit.as_str(), &msg.key);
         let policy = self.windows.policies.get(limit);
         let store = self.store.clone();
@@ -187,7 +191,7 @@ impl Handler<BeginAttempt> for RateLimiter {
     type Result = ResponseActFuture<Self, Result<Admitted, LimitError>>;
 
     fn handle(&mut self, msg: BeginAttempt, _: &mut Self::Context) -> Self::Result {
-        let (backoff, now) = (msg.0.backoff, now_ms());
+        let (backoff, now) = (msg.0.backoff, self.clock.now_ms());
         let keys = GuessKeys::of(&self.hasher, &msg.0);
         // Refused from memory while a wait this process knows of runs.
         // The longer wait is the one reported: the attempt cannot succeed before it ends.
@@ -228,29 +232,46 @@ impl Handler<BeginAttempt> for RateLimiter {
             .map(
                 move |res: Result<(GuessKeys, stored_backoffs::Attempt), StoreError>, act, _| {
                     let (keys, outcome) = res?;
+                    let answered = act.clock.now_ms();
                     match outcome {
                         stored_backoffs::Attempt::Admitted {
                             network_until_ms,
                             account_until_ms,
                             ..
                         } => {
-                            act.backoffs
-                                .remember_blocked(keys.network, network_until_ms, seen);
-                            act.backoffs
-                                .remember_blocked(keys.account, account_until_ms, seen);
+                            act.backoffs.remember_blocked(
+                                keys.network,
+                                network_until_ms,
+                                seen,
+                                answered,
+                            );
+                            act.backoffs.remember_blocked(
+                                keys.account,
+                                account_until_ms,
+                                seen,
+                                answered,
+                            );
                             Ok(Admitted {
                                 network_waits: network_until_ms > now,
                                 account_waits: account_until_ms > now,
                             })
                         }
                         stored_backoffs::Attempt::NetworkRefused { blocked_until_ms } => {
-                            act.backoffs
-                                .remember_blocked(keys.network, blocked_until_ms, seen);
+                            act.backoffs.remember_blocked(
+                                keys.network,
+                                blocked_until_ms,
+                                seen,
+                                answered,
+                            );
                             Err(denied(backoff.as_str(), blocked_until_ms, now))
                         }
                         stored_backoffs::Attempt::AccountRefused { blocked_until_ms } => {
-                            act.backoffs
-                                .remember_blocked(keys.account, blocked_until_ms, seen);
+                            act.backoffs.remember_blocked(
+                                keys.account,
+                                blocked_until_ms,
+                                seen,
+                                answered,
+                            );
                             Err(denied(backoff.ceiling_label(), blocked_until_ms, now))
                         }
                     }
@@ -271,7 +292,7 @@ impl Handler<NextAttempt> for RateLimiter {
     type Result = ResponseFuture<Result<Duration, StoreError>>;
 
     fn handle(&mut self, msg: NextAttempt, _: &mut Self::Context) -> Self::Result {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let keys = GuessKeys::of(&self.hasher, &msg.0);
         let store = self.store.clone();
         Box::pin(async move {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use authd_store::backoffs as stored;
 
-use crate::{millis, now_ms, KeyHasher, Network};
+use crate::{millis, KeyHasher, Network};
 
 /// The guessing backoffs. The name is the metric label and the database key prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -206,8 +206,8 @@ impl Backoffs {
     /// Caches a block read from or written to the database, unless a success happened since
     /// the database was asked (`seen` is [`Backoffs::seen`] at that time). Answers of parallel
     /// requests may finish in any order: the latest wait wins, as in the database.
-    pub(crate) fn remember_blocked(&mut self, key: BlockKey, until: i64, seen: u64) {
-        if seen != self.successes || until <= now_ms() {
+    pub(crate) fn remember_blocked(&mut self, key: BlockKey, until: i64, seen: u64, now: i64) {
+        if seen != self.successes || until <= now {
             return;
         }
         if let Some(known) = self.blocked.get_mut(&key) {

@@ -17,7 +17,7 @@ use crate::auth::{invalid_token, AccessAuth, RawBearer, RefreshAuth};
 use crate::error::ErrorBody;
 use crate::services::accounts::{confirm_password, guarded_password_check, password_incorrect};
 use crate::services::sessions::{issue_refresh_in_family, ms};
-use crate::{json_ok, now_ms, ApiError, AppState, JsonBody};
+use crate::{json_ok, ApiError, AppState, JsonBody};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(super::resource("/auth/login", "POST").route(web::post().to(login)))
@@ -185,7 +185,7 @@ fn two_factor_required(
             user_id,
             None,
             Duration::from_secs(state.settings.tokens.partial_lifetime_secs),
-            chrono::Utc::now().timestamp(),
+            state.clock.now_secs(),
         )
         .map_err(ApiError::internal)?;
     metrics::counter!(names::LOGINS_TOTAL, "outcome" => "two_factor_required").increment(1);
@@ -245,7 +245,7 @@ pub async fn access_token(
             auth.user_id,
             Some(&auth.family_id),
             lifetime,
-            chrono::Utc::now().timestamp(),
+            state.clock.now_secs(),
         )
         .map_err(ApiError::internal)?;
     Ok(text(token))
@@ -280,11 +280,12 @@ pub async fn rotate_refresh(
     let lifetime = ms(Duration::from_secs(
         state.settings.tokens.refresh_lifetime_secs,
     ));
+    let clock = state.clock.clone();
     let rotated = state
         .store
         .run(move |c| {
             c.transaction(|c| {
-                let now = now_ms();
+                let now = clock.now_ms();
                 if let Some(live) = refresh_tokens::find_live(c, &old, now)? {
                     let active = users::find_by_id(c, live.user_id)?.is_some_and(|u| !u.disabled);
                     if active && refresh_tokens::revoke(c, &old, now)? {
@@ -341,9 +342,10 @@ pub async fn logout(
     auth: RefreshAuth,
 ) -> Result<HttpResponse, ApiError> {
     let hash = auth.token_hash;
+    let clock = state.clock.clone();
     state
         .store
-        .run(move |c| refresh_tokens::revoke(c, &hash, now_ms()))
+        .run(move |c| refresh_tokens::revoke(c, &hash, clock.now_ms()))
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -425,7 +427,7 @@ pub async fn sudo(
         );
         return Err(e);
     }
-    let now = chrono::Utc::now().timestamp();
+    let now = state.clock.now_secs();
     let token = state
         .signer
         .sign(

@@ -16,7 +16,7 @@ use crate::error::ErrorBody;
 use crate::input::{self, MailQuery};
 use crate::services::accounts::active_user;
 use crate::services::codes::{check, confirm_address, AddressCode};
-use crate::{json_ok, now_ms, ApiError, AppState, JsonBody};
+use crate::{json_ok, ApiError, AppState, JsonBody};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(super::resource("/user/email/initiate", "POST").route(web::post().to(initiate)))
@@ -101,7 +101,7 @@ pub async fn complete(
     let old = input::email(&user.email)?;
     let vars = serde_json::json!({
         "new_email_masked": new.masked(),
-        "changed_at": crate::notices::changed_at(),
+        "changed_at": crate::notices::changed_at(&state.clock),
     });
     // The brand and language the code was requested in.
     let notice = crate::notices::render(
@@ -114,11 +114,12 @@ pub async fn complete(
     )
     .await?;
     let (user_id, keep) = (user.id, auth.claims.sid.clone());
+    let clock = state.clock.clone();
     let changed = state
         .store
         .run(move |c| {
             c.transaction(|c| {
-                let now = now_ms();
+                let now = clock.now_ms();
                 if !otps::consume(
                     c,
                     verified.id,

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use crate::auth::SudoOrAccessWithout2fa;
 use crate::error::{issue_error, otp_invalid, ErrorBody};
 use crate::input::{self, MailQuery, MailTarget};
-use crate::{json_ok, now_ms, ApiError, AppState, JsonBody};
+use crate::{json_ok, ApiError, AppState, JsonBody};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -290,11 +290,12 @@ pub async fn reset_with_otp(
         verified.code_hash,
         verified.max_attempts,
     );
+    let clock = state.clock.clone();
     let done = state
         .store
         .run(move |c| {
             c.transaction(|c| {
-                let now = now_ms();
+                let now = clock.now_ms();
                 if !otps::consume(c, otp_id, &code_hash, max, now)? {
                     return Ok(false);
                 }
@@ -368,11 +369,12 @@ pub async fn change_password(
     let target = input::notice_target(&state, &user, Some(&query))?;
     let notice = password_changed_notice(&state, target.origin, target.language, to).await?;
     let keep = auth.sid.clone();
+    let clock = state.clock.clone();
     state
         .store
         .run(move |c| {
             c.transaction(|c| {
-                let now = now_ms();
+                let now = clock.now_ms();
                 users::set_password(c, user_id, &hash)?;
                 // Codes mailed before the change stop working.
                 authd_store::otps::delete_all_for_user(c, user_id)?;
@@ -393,6 +395,6 @@ async fn password_changed_notice(
     language: Option<String>,
     to: authd_domain::Email,
 ) -> Result<Option<authd_mail::PreparedMail>, ApiError> {
-    let vars = serde_json::json!({ "changed_at": crate::notices::changed_at() });
+    let vars = serde_json::json!({ "changed_at": crate::notices::changed_at(&state.clock) });
     crate::notices::render(state, MailKind::PasswordChanged, origin, language, to, vars).await
 }

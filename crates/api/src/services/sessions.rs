@@ -9,7 +9,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::auth::AccessOrPartial;
-use crate::{json_ok, now_ms, ApiError, AppState};
+use crate::{json_ok, ApiError, AppState};
 
 /// Milliseconds of a duration, saturating far in the future.
 pub(crate) fn ms(d: Duration) -> i64 {
@@ -29,10 +29,11 @@ pub(crate) async fn issue_refresh_in_family(
     let lifetime = ms(Duration::from_secs(
         state.settings.tokens.refresh_lifetime_secs,
     ));
+    let clock = state.clock.clone();
     state
         .store
         .run(move |c| {
-            let now = now_ms();
+            let now = clock.now_ms();
             refresh_tokens::insert(c, user_id, &hash, &family, now, now + lifetime)
         })
         .await?;
@@ -57,7 +58,7 @@ pub(crate) async fn tokens_for(
     auth: &AccessOrPartial,
     method: &'static str,
 ) -> Result<HttpResponse, ApiError> {
-    let now = chrono::Utc::now().timestamp();
+    let now = state.clock.now_secs();
     let tokens = &state.settings.tokens;
     let sign = |kind, sid: Option<&str>, secs| {
         state

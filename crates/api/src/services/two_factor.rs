@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::services::accounts::active_user;
-use crate::{json_ok, now_ms, ApiError, AppState};
+use crate::{json_ok, ApiError, AppState};
 
 /// Key material of the second factors.
 #[derive(Clone)]
@@ -119,7 +119,7 @@ async fn change_notice(
         "method": method.as_str(),
         "enabled": enabled,
         "two_factor_on": two_factor_on,
-        "changed_at": crate::notices::changed_at(),
+        "changed_at": crate::notices::changed_at(&state.clock),
     });
     crate::notices::render(
         state,
@@ -146,11 +146,12 @@ pub(crate) async fn enable_method(
     let notice = change_notice(state, user, method, true, true, target).await?;
     let user_id = user.id;
     let (codes, hashes) = new_recovery_set(state, user_id);
+    let clock = state.clock.clone();
     let outcome = state
         .store
         .run(move |c| {
             c.transaction(|c| {
-                let now = now_ms();
+                let now = clock.now_ms();
                 two_factor::lock_user(c, user_id)?;
                 let was_on = two_factor::enabled(c, user_id)?;
                 if !apply(c, now)? {
@@ -186,11 +187,12 @@ pub(crate) async fn disable_method(
     let still_on = change_notice(state, user, method, false, true, target.clone()).await?;
     let now_off = change_notice(state, user, method, false, false, target).await?;
     let user_id = user.id;
+    let clock = state.clock.clone();
     let done = state
         .store
         .run(move |c| {
             c.transaction(|c| {
-                let now = now_ms();
+                let now = clock.now_ms();
                 two_factor::lock_user(c, user_id)?;
                 if !apply(c)? {
                     return Ok(false);

@@ -12,7 +12,6 @@ use crate::auth::{AccessAuth, AccessOrPartial, SudoAuth, SudoOrAccessWithout2fa}
 use crate::error::otp_invalid;
 use crate::error::ErrorBody;
 use crate::input::{self, MailQuery};
-use crate::now_ms;
 use crate::services::accounts::{active_user, user_key};
 use crate::services::codes::{check, confirm_address, send_code, AddressCode, CodeMail};
 use crate::services::sessions::{tokens_for, SecondFactorTokens};
@@ -206,6 +205,7 @@ pub async fn authenticate(
             return Err(e);
         }
     };
+    let clock = state.clock.clone();
     let used = state
         .store
         .run(move |c| {
@@ -214,7 +214,7 @@ pub async fn authenticate(
                 verified.id,
                 &verified.code_hash,
                 verified.max_attempts,
-                now_ms(),
+                clock.now_ms(),
             )
         })
         .await?;

@@ -13,7 +13,6 @@ use utoipa::ToSchema;
 use crate::auth::{AccessAuth, AccessOrPartial, SudoAuth};
 use crate::error::ErrorBody;
 use crate::input::MailQuery;
-use crate::now_ms;
 use crate::services::accounts::{active_user, user_guess};
 use crate::services::sessions::{tokens_for, SecondFactorTokens};
 use crate::services::two_factor::{
@@ -87,18 +86,19 @@ pub async fn authenticate(
             // The owner hears of every use: a used code means a lost device, or a leaked set.
             let vars = serde_json::json!({
                 "remaining": (before.recovery_unused - 1).max(0),
-                "changed_at": crate::notices::changed_at(),
+                "changed_at": crate::notices::changed_at(&state.clock),
             });
             let to = crate::input::email(&user.email)?;
             let kind = MailKind::RecoveryCodeUsed;
             let notice = crate::notices::render(&state, kind, origin, language, to, vars).await?;
             // One conditional update: a code is used once, however many requests race. Its
             // notice commits with it.
+            let clock = state.clock.clone();
             let used = state
                 .store
                 .run(move |c| {
                     c.transaction(|c| {
-                        let now = now_ms();
+                        let now = clock.now_ms();
                         let used = two_factor::recovery_use(c, user_id, &hash, now)?;
                         if used {
                             crate::notices::enqueue(c, notice.as_ref(), now)?;
@@ -144,7 +144,7 @@ pub async fn reset(
     let user_id = user.id;
     let (origin, language) = notice_target(&state, &user, &query)?;
     let to = crate::input::email(&user.email)?;
-    let vars = serde_json::json!({ "changed_at": crate::notices::changed_at() });
+    let vars = serde_json::json!({ "changed_at": crate::notices::changed_at(&state.clock) });
     let notice = crate::notices::render(
         &state,
         MailKind::RecoveryCodesReset,
@@ -155,11 +155,12 @@ pub async fn reset(
     )
     .await?;
     let (codes, hashes) = new_recovery_set(&state, user_id);
+    let clock = state.clock.clone();
     let done = state
         .store
         .run(move |c| {
             c.transaction(|c| {
-                let now = now_ms();
+                let now = clock.now_ms();
                 two_factor::lock_user(c, user_id)?;
                 if !two_factor::enabled(c, user_id)? {
                     return Ok(false);

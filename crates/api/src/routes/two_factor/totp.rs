@@ -83,10 +83,6 @@ fn open_secret(state: &AppState, user_id: i64, sealed: &str) -> Result<totp::Sec
         })
 }
 
-fn now_secs() -> i64 {
-    chrono::Utc::now().timestamp()
-}
-
 /// Starts (or restarts) a TOTP setup: a new 160-bit secret, pending until enabled. An active
 /// secret keeps working until then.
 #[utoipa::path(post, path = "/user/2fa/totp/setup", operation_id = "setupTotp", tag = "two-factor: TOTP",
@@ -163,7 +159,7 @@ pub async fn enable(
         &user_guess(Backoff::Totp, TOO_MANY, user_id, ip.0),
         async {
             let secret = open_secret(&state, user_id, &pending)?;
-            let Some(step) = secret.accepts(&code, now_secs(), None) else {
+            let Some(step) = secret.accepts(&code, state.clock.now_secs(), None) else {
                 return Ok(false);
             };
             codes = enable_method(&state, &user, Method::Totp, target, move |c, now| {
@@ -218,7 +214,7 @@ pub async fn authenticate(
         &user_guess(Backoff::Totp, TOO_MANY, user_id, ip.0),
         async {
             let secret = open_secret(&state, user_id, &sealed)?;
-            let now = now_secs();
+            let now = state.clock.now_secs();
             let Some(step) = secret.accepts(&code, now, last_step) else {
                 if secret.accepts(&code, now, None).is_some() {
                     replayed(user_id, ip.0);
