@@ -118,9 +118,15 @@ impl Handler<Acquire> for RateLimiter {
                     window_start_ms,
                 }),
                 limits::Take::Denied { until_ms } => {
+                    // The wait counts from the answer, not from the request: a window opened
+                    // by a request that read the clock after this one must not make the wait
+                    // longer than the window (a `retryAfter` of 61 for a 60 s window). The
+                    // clamp keeps that true across replicas whose clocks differ a little.
+                    let answered = act.clock.now_ms();
+                    let until_ms = until_ms.min(answered + window);
                     act.windows
-                        .remember_denied(limit, key_hash, until_ms, act.clock.now_ms());
-                    Err(denied(limit.as_str(), until_ms, now))
+                        .remember_denied(limit, key_hash, until_ms, answered);
+                    Err(denied(limit.as_str(), until_ms, answered))
                 }
             }),
         )
