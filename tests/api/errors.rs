@@ -1,6 +1,33 @@
 //! The error contract on every kind of refusal the server itself makes.
 
-use authd_tests::{Db, TestApp};
+use authd_tests::{both_dbs, Db, TestApp};
+
+both_dbs!(a_stored_address_that_is_no_address_answers_500_and_never_400,);
+
+/// Stored data is not re-parsed as user input: a row whose address does not parse is the
+/// server's fault (500, cause in the log), not the caller's (a 400 "Invalid email address"
+/// for a request that sent no address at all). Other accounts are untouched.
+async fn a_stored_address_that_is_no_address_answers_500_and_never_400(db: Db) {
+    const PASSWORD: &str = "Correct1horse";
+    let app = TestApp::spawn(db).await;
+    let id = app.create_user("ann@example.org", PASSWORD).await;
+    app.create_user("bob@example.org", PASSWORD).await;
+    let access = app.login_access("ann@example.org", PASSWORD).await;
+    let changed = app
+        .execute_sql(&format!(
+            "UPDATE users SET email = 'not an address' WHERE id = {id}"
+        ))
+        .await;
+    assert_eq!(changed, 1);
+    app.change_password(&access, PASSWORD, "Another2horse")
+        .await
+        .assert_error(500, "INTERNAL_SERVER_ERROR");
+    app.get_with("/user/2fa", &access)
+        .await
+        .assert_error(500, "INTERNAL_SERVER_ERROR");
+    let bob = app.login_access("bob@example.org", PASSWORD).await;
+    assert_eq!(app.get_with("/user/2fa", &bob).await.status, 200);
+}
 
 #[actix_web::test]
 async fn an_unknown_route_answers_404_in_the_contract_shape() {

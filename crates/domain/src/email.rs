@@ -61,6 +61,15 @@ impl Email {
     }
 }
 
+/// For values read back from storage (`#[diesel(deserialize_as = String)]`): they are parsed
+/// again, so a row that does not hold an address is an error where it is read.
+impl TryFrom<String> for Email {
+    type Error = EmailError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s)
+    }
+}
+
 impl FromStr for Email {
     type Err = EmailError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

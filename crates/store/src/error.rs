@@ -25,6 +25,9 @@ impl From<DieselError> for StoreError {
         match e {
             DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => Self::Duplicate,
             DieselError::NotFound => Self::NotFound,
+            // A stored value that does not parse into its domain type (an address that is
+            // none): the data is wrong, not the request that read it.
+            DieselError::DeserializationError(e) => Self::Corrupt(e.to_string()),
             other => Self::Query(other),
         }
     }

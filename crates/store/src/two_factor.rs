@@ -2,6 +2,7 @@
 //! in one transaction that first calls [`lock_user`], so two changes of one account never
 //! interleave (PostgreSQL row lock; SQLite has one writer).
 
+use authd_domain::Email;
 use diesel::prelude::*;
 
 use crate::schema::{email_otp_methods as eo, recovery_codes as rc, totp_secrets as ts, users};
@@ -18,7 +19,7 @@ pub fn lock_user(conn: &mut AnyConnection, user_id: i64) -> Result<bool, StoreEr
 /// An active email OTP method.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmailOtp {
-    pub email: String,
+    pub email: Email,
     pub enabled_at_ms: i64,
 }
 
@@ -63,7 +64,9 @@ pub fn status(conn: &mut AnyConnection, user_id: i64) -> Result<Status, StoreErr
         .load(conn)?;
     let email_otp = match &email {
         Some((Some(address), _, Some(at))) => Some(EmailOtp {
-            email: address.clone(),
+            email: Email::parse(address).map_err(|e| {
+                StoreError::Corrupt(format!("email_otp address of user {user_id}: {e}"))
+            })?,
             enabled_at_ms: *at,
         }),
         _ => None,

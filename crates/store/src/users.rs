@@ -16,7 +16,9 @@ diesel::define_sql_function! {
 #[diesel(table_name = users)]
 pub struct User {
     pub id: i64,
-    pub email: String,
+    /// Parsed on the way out: a stored value that is no address is `StoreError::Corrupt`.
+    #[diesel(deserialize_as = String)]
+    pub email: Email,
     #[diesel(deserialize_as = Option<String>)]
     password_hash: Option<String>,
     pub disabled: bool,

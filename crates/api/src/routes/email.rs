@@ -98,7 +98,7 @@ pub async fn complete(
     let guesser = crate::services::codes::CodeGuesser::user(user.id, ip.0);
     let verified = check(&state, guesser, Purpose::EmailTransfer, code).await?;
     let new = input::email(verified.target.as_deref().unwrap_or_default())?;
-    let old = input::email(&user.email)?;
+    let old = user.email.clone();
     let vars = serde_json::json!({
         "new_email_masked": new.masked(),
         "changed_at": crate::notices::changed_at(&state.clock),

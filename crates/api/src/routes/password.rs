@@ -280,7 +280,7 @@ pub async fn reset_with_otp(
     } else {
         state.settings.mail.default_origin.clone()
     };
-    let to = input::email(&user.email)?;
+    let to = user.email.clone();
     let notice =
         password_changed_notice(&state, origin, Some(verified.language.clone()), to).await?;
 
@@ -365,7 +365,7 @@ pub async fn change_password(
     crate::services::accounts::confirm_password(&state, &user, body.0.old_password.clone(), ip.0)
         .await?;
     let hash = state.hasher.hash(password).await?;
-    let to = input::email(&user.email)?;
+    let to = user.email.clone();
     let target = input::notice_target(&state, &user, Some(&query))?;
     let notice = password_changed_notice(&state, target.origin, target.language, to).await?;
     let keep = auth.sid.clone();

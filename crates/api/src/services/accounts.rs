@@ -47,7 +47,7 @@ pub(crate) async fn confirm_password(
         .map_err(ApiError::from)?
         .ok_or_else(|| ApiError::code(StatusCode::INTERNAL_SERVER_ERROR, "NO_PASSWORD_INFO"))?;
     let hasher = state.hasher.clone();
-    let ok = guarded_password_check(state, &user.email, Some(user.id), ip, async move {
+    let ok = guarded_password_check(state, user.email.as_str(), Some(user.id), ip, async move {
         hasher.verify(stored, password).await
     })
     .await?;

@@ -114,7 +114,7 @@ async fn change_notice(
     two_factor_on: bool,
     (origin, language): (String, Option<String>),
 ) -> Result<Option<authd_mail::PreparedMail>, ApiError> {
-    let to = crate::input::email(&user.email)?;
+    let to = user.email.clone();
     let vars = serde_json::json!({
         "method": method.as_str(),
         "enabled": enabled,

@@ -160,7 +160,7 @@ pub async fn challenge(
     let Some(method) = status(&state, user.id).await?.email_otp else {
         return Err(conflict("EMAIL_OTP_UNINITIALIZED"));
     };
-    let to = input::email(&method.email)?;
+    let to = method.email.clone();
     let mail = CodeMail {
         purpose: Purpose::EmailOtpChallenge,
         kind: MailKind::EmailOtpChallenge,

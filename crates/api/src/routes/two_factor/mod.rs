@@ -73,7 +73,7 @@ pub async fn overview(
     Ok(json_ok(&TwoFactorOverview {
         enabled: s.enabled(),
         email_otp: s.email_otp.as_ref().map(|e| EmailOtpState {
-            email: e.email.clone(),
+            email: e.email.to_string(),
             completed_at: rfc3339(e.enabled_at_ms),
         }),
         totp: s.totp_enabled_at_ms.map(|at| CompletedState {

@@ -88,7 +88,7 @@ pub async fn authenticate(
                 "remaining": (before.recovery_unused - 1).max(0),
                 "changed_at": crate::notices::changed_at(&state.clock),
             });
-            let to = crate::input::email(&user.email)?;
+            let to = user.email.clone();
             let kind = MailKind::RecoveryCodeUsed;
             let notice = crate::notices::render(&state, kind, origin, language, to, vars).await?;
             // One conditional update: a code is used once, however many requests race. Its
@@ -143,7 +143,7 @@ pub async fn reset(
     let user = active_user(&state, auth.user_id).await?;
     let user_id = user.id;
     let (origin, language) = notice_target(&state, &user, &query)?;
-    let to = crate::input::email(&user.email)?;
+    let to = user.email.clone();
     let vars = serde_json::json!({ "changed_at": crate::notices::changed_at(&state.clock) });
     let notice = crate::notices::render(
         &state,

@@ -119,7 +119,7 @@ pub async fn setup(
         .store
         .run(move |c| two_factor::totp_set_pending(c, user_id, &sealed))
         .await?;
-    let url = totp::otpauth_url(&secret, &issuer, &user.email);
+    let url = totp::otpauth_url(&secret, &issuer, user.email.as_str());
     Ok(json_ok(&TotpSetupResponse { url }))
 }
 
