@@ -3,6 +3,7 @@
 pub mod clock;
 mod email;
 mod password;
+mod purpose;
 pub mod sealed;
 pub mod tokens;
 pub mod two_factor;
@@ -13,3 +14,4 @@ pub use password::{
     Argon2Params, Password, PasswordHash, PasswordHashError, PasswordPolicyError, MAX_PASSWORD_LEN,
     MIN_PASSWORD_LEN,
 };
+pub use purpose::Purpose;

@@ -5,7 +5,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use authd_domain::{Clock, Email};
 use authd_mail::{MailKind, Mailer, Render, RenderError, Wake};
-use authd_store::{otps, outbox, Store, StoreError};
+use authd_store::{otps, outbox, AnyConnection, Store, StoreError};
 use authd_telemetry::names;
 use hmac::{Hmac, Mac};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
@@ -13,35 +13,8 @@ use rand::Rng;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-/// What a code is for. Codes of one purpose never satisfy another.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Purpose {
-    PasswordReset,
-    /// Confirms the address a user sets up for email OTP (the address is the code's target).
-    EmailOtpSetup,
-    /// A second-factor code mailed to the confirmed email OTP address.
-    EmailOtpChallenge,
-    /// Confirms the new address of an email transfer (the address is the code's target).
-    EmailTransfer,
-}
-
-impl Purpose {
-    pub const ALL: [Purpose; 4] = [
-        Self::PasswordReset,
-        Self::EmailOtpSetup,
-        Self::EmailOtpChallenge,
-        Self::EmailTransfer,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::PasswordReset => "password_reset",
-            Self::EmailOtpSetup => "email_otp_setup",
-            Self::EmailOtpChallenge => "email_otp_challenge",
-            Self::EmailTransfer => "email_transfer",
-        }
-    }
-}
+/// What a code is for; it lives in the domain crate so the store and the API name it too.
+pub use authd_domain::Purpose;
 
 pub struct OtpIssuer {
     store: Store,
@@ -197,7 +170,7 @@ impl Handler<Issue> for OtpIssuer {
                             c,
                             &otps::NewOtp {
                                 user_id,
-                                purpose: purpose.as_str(),
+                                purpose,
                                 code_hash: &hash,
                                 expires_at_ms: now
                                     + i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX / 2),
@@ -272,16 +245,48 @@ impl Handler<Decoy> for OtpIssuer {
     }
 }
 
-/// A code that matched: what the caller needs to consume it inside its own transaction
-/// (`store::otps::consume(id, code_hash)`), and the origin and language it was issued with.
+/// A code that matched, and the origin, language and target it was issued with. Only the
+/// OtpIssuer makes one, and using the code up goes through it: [`VerifiedOtp::consume`],
+/// inside the caller's transaction, so the code is gone exactly when the change it allows is
+/// committed.
 #[derive(Debug, Clone)]
 pub struct VerifiedOtp {
-    pub id: i64,
-    pub code_hash: String,
-    pub origin: String,
-    pub language: String,
-    pub target: Option<String>,
-    pub max_attempts: i32,
+    id: i64,
+    code_hash: String,
+    origin: String,
+    language: String,
+    target: Option<String>,
+    max_attempts: i32,
+}
+
+impl VerifiedOtp {
+    /// The origin whose mail carried the code.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// The language of that mail.
+    pub fn language(&self) -> &str {
+        &self.language
+    }
+
+    /// The address the code confirms (email-OTP setup, email transfer), if any.
+    pub fn target(&self) -> Option<&str> {
+        self.target.as_deref()
+    }
+
+    /// Uses the code up; call inside the transaction that makes the change the code allows.
+    /// False when it is no longer the same live code (used by a parallel request, replaced,
+    /// burnt or expired since it was checked): the caller then changes nothing.
+    pub fn consume(&self, conn: &mut AnyConnection, now_ms: i64) -> Result<bool, StoreError> {
+        otps::consume(conn, self.id, &self.code_hash, self.max_attempts, now_ms)
+    }
+}
+
+/// Ends every outstanding code of a user, of every purpose (a password or address change makes
+/// codes mailed before it worthless). Call inside the transaction that makes the change.
+pub fn revoke_all(conn: &mut AnyConnection, user_id: i64) -> Result<(), StoreError> {
+    otps::delete_all_for_user(conn, user_id).map(|_| ())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -320,7 +325,7 @@ impl Handler<Check> for OtpIssuer {
         let now = self.clock.now_ms();
         Box::pin(async move {
             let row = store
-                .run(move |c| otps::admit_guess(c, user_id, purpose.as_str(), max, now))
+                .run(move |c| otps::admit_guess(c, user_id, purpose, max, now))
                 .await?;
             let outcome = |o: &'static str| {
                 metrics::counter!(names::OTP_CHECKS_TOTAL, "purpose" => purpose.as_str(), "outcome" => o).increment(1);

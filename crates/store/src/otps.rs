@@ -1,5 +1,6 @@
 //! One-time codes. Only a keyed hash of the code is stored; one live code per (user, purpose).
 
+use authd_domain::Purpose;
 use diesel::prelude::*;
 
 use crate::schema::otps;
@@ -24,7 +25,7 @@ pub struct OtpRow {
 #[derive(Debug, Clone)]
 pub struct NewOtp<'a> {
     pub user_id: i64,
-    pub purpose: &'a str,
+    pub purpose: Purpose,
     pub code_hash: &'a str,
     pub expires_at_ms: i64,
     pub now_ms: i64,
@@ -39,13 +40,13 @@ pub fn replace(conn: &mut AnyConnection, new: &NewOtp<'_>) -> Result<(), StoreEr
     diesel::delete(
         otps::table
             .filter(otps::user_id.eq(new.user_id))
-            .filter(otps::purpose.eq(new.purpose)),
+            .filter(otps::purpose.eq(new.purpose.as_str())),
     )
     .execute(conn)?;
     diesel::insert_into(otps::table)
         .values((
             otps::user_id.eq(new.user_id),
-            otps::purpose.eq(new.purpose),
+            otps::purpose.eq(new.purpose.as_str()),
             otps::code_hash.eq(new.code_hash),
             otps::attempts.eq(0),
             otps::expires_at_ms.eq(new.expires_at_ms),
@@ -67,7 +68,7 @@ pub fn replace(conn: &mut AnyConnection, new: &NewOtp<'_>) -> Result<(), StoreEr
 pub fn admit_guess(
     conn: &mut AnyConnection,
     user_id: i64,
-    purpose: &str,
+    purpose: Purpose,
     max_attempts: i32,
     now_ms: i64,
 ) -> Result<Option<OtpRow>, StoreError> {
@@ -80,7 +81,7 @@ pub fn admit_guess(
          origin, language, target",
     )
     .bind::<BigInt, _>(user_id)
-    .bind::<Text, _>(purpose)
+    .bind::<Text, _>(purpose.as_str())
     .bind::<BigInt, _>(now_ms)
     .bind::<Integer, _>(max_attempts)
     .load(conn)?;

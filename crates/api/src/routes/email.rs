@@ -6,7 +6,7 @@ use actix_web::{web, HttpResponse};
 use authd_mail::MailKind;
 use authd_otp::Purpose;
 use authd_ratelimit::Limit;
-use authd_store::{otps, refresh_tokens, users, Connection, StoreError};
+use authd_store::{refresh_tokens, users, Connection, StoreError};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -97,7 +97,7 @@ pub async fn complete(
     let user = active_user(&state, auth.user_id).await?;
     let guesser = crate::services::codes::CodeGuesser::user(user.id, ip.0);
     let verified = check(&state, guesser, Purpose::EmailTransfer, code).await?;
-    let new = input::email(verified.target.as_deref().unwrap_or_default())?;
+    let new = input::email(verified.target().unwrap_or_default())?;
     let old = user.email.clone();
     let vars = serde_json::json!({
         "new_email_masked": new.masked(),
@@ -107,8 +107,8 @@ pub async fn complete(
     let notice = crate::notices::render(
         &state,
         MailKind::EmailChanged,
-        verified.origin.clone(),
-        Some(verified.language.clone()),
+        verified.origin().to_owned(),
+        Some(verified.language().to_owned()),
         old,
         vars,
     )
@@ -120,20 +120,14 @@ pub async fn complete(
         .run(move |c| {
             c.transaction(|c| {
                 let now = clock.now_ms();
-                if !otps::consume(
-                    c,
-                    verified.id,
-                    &verified.code_hash,
-                    verified.max_attempts,
-                    now,
-                )? {
+                if !verified.consume(c, now)? {
                     return Ok(false);
                 }
                 // The unique index decides: of two accounts racing for one address, one wins.
                 users::set_email(c, user_id, &new)?;
                 // Codes mailed before the change (a reset code to the old address) stop
                 // working.
-                otps::delete_all_for_user(c, user_id)?;
+                authd_otp::revoke_all(c, user_id)?;
                 refresh_tokens::revoke_all_for_user(c, user_id, keep.as_deref(), now)?;
                 crate::notices::enqueue(c, notice.as_ref(), now)?;
                 Ok(true)

@@ -5,7 +5,7 @@ use actix_web::{web, HttpResponse};
 use authd_mail::MailKind;
 use authd_otp::{Decoy, Issue, Purpose};
 use authd_ratelimit::Limit;
-use authd_store::{otps, refresh_tokens, users, Connection};
+use authd_store::{refresh_tokens, users, Connection};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -275,33 +275,28 @@ pub async fn reset_with_otp(
     let hash = state.hasher.hash(password).await?;
 
     // The notice goes out in the brand and language the code was requested in.
-    let origin = if state.settings.origin(&verified.origin).is_some() {
-        verified.origin.clone()
+    let origin = if state.settings.origin(verified.origin()).is_some() {
+        verified.origin().to_owned()
     } else {
         state.settings.mail.default_origin.clone()
     };
     let to = user.email.clone();
     let notice =
-        password_changed_notice(&state, origin, Some(verified.language.clone()), to).await?;
+        password_changed_notice(&state, origin, Some(verified.language().to_owned()), to).await?;
 
-    let (user_id, otp_id, code_hash, max) = (
-        user.id,
-        verified.id,
-        verified.code_hash,
-        verified.max_attempts,
-    );
+    let user_id = user.id;
     let clock = state.clock.clone();
     let done = state
         .store
         .run(move |c| {
             c.transaction(|c| {
                 let now = clock.now_ms();
-                if !otps::consume(c, otp_id, &code_hash, max, now)? {
+                if !verified.consume(c, now)? {
                     return Ok(false);
                 }
                 users::set_password(c, user_id, &hash)?;
                 // Codes of other purposes mailed before the reset stop working.
-                otps::delete_all_for_user(c, user_id)?;
+                authd_otp::revoke_all(c, user_id)?;
                 // Whoever knew the old password may hold a login: end them all.
                 refresh_tokens::revoke_all_for_user(c, user_id, None, now)?;
                 crate::notices::enqueue(c, notice.as_ref(), now)?;
@@ -377,7 +372,7 @@ pub async fn change_password(
                 let now = clock.now_ms();
                 users::set_password(c, user_id, &hash)?;
                 // Codes mailed before the change stop working.
-                authd_store::otps::delete_all_for_user(c, user_id)?;
+                authd_otp::revoke_all(c, user_id)?;
                 refresh_tokens::revoke_all_for_user(c, user_id, keep.as_deref(), now)?;
                 crate::notices::enqueue(c, notice.as_ref(), now)?;
                 Ok(())

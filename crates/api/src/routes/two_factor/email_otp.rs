@@ -4,7 +4,7 @@ use actix_web::{web, HttpResponse};
 use authd_mail::MailKind;
 use authd_otp::Purpose;
 use authd_ratelimit::Limit;
-use authd_store::{otps, two_factor};
+use authd_store::two_factor;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -111,19 +111,16 @@ pub async fn enable(
     }
     let guesser = crate::services::codes::CodeGuesser::user(user.id, ip.0);
     let verified = check(&state, guesser, Purpose::EmailOtpSetup, code).await?;
-    let Some(address) = verified.target.clone() else {
+    let Some(address) = verified.target().map(str::to_owned) else {
         return Err(otp_invalid());
     };
-    let target = (verified.origin.clone(), Some(verified.language.clone()));
+    let target = (
+        verified.origin().to_owned(),
+        Some(verified.language().to_owned()),
+    );
     let user_id = user.id;
     let codes = enable_method(&state, &user, Method::EmailOtp, target, move |c, now| {
-        if !otps::consume(
-            c,
-            verified.id,
-            &verified.code_hash,
-            verified.max_attempts,
-            now,
-        )? {
+        if !verified.consume(c, now)? {
             return Ok(false);
         }
         two_factor::email_otp_enable(c, user_id, &address, now)?;
@@ -208,15 +205,7 @@ pub async fn authenticate(
     let clock = state.clock.clone();
     let used = state
         .store
-        .run(move |c| {
-            otps::consume(
-                c,
-                verified.id,
-                &verified.code_hash,
-                verified.max_attempts,
-                clock.now_ms(),
-            )
-        })
+        .run(move |c| verified.consume(c, clock.now_ms()))
         .await?;
     count_check("email_otp", used);
     if !used {
