@@ -2,34 +2,25 @@
 //! before the transaction that makes the change and queued inside it, so the change and its
 //! notice commit together.
 
-use authd_mail::{MailKind, PreparedMail, Render};
+use authd_mail::{Mail, PreparedMail, Render};
 
 use crate::{ApiError, AppState};
-
-/// The time of a change as notices show it.
-pub fn changed_at(clock: &authd_domain::Clock) -> String {
-    chrono::DateTime::from_timestamp_millis(clock.now_ms())
-        .unwrap_or_default()
-        .format("%Y-%m-%d %H:%M UTC")
-        .to_string()
-}
 
 /// Renders a notice for the outbox. A template failure is counted and logged by the Mailer and
 /// yields `None`: the change itself must not fail for want of a notice.
 pub async fn render(
     state: &AppState,
-    kind: MailKind,
+    mail: Mail,
     origin: String,
     language: Option<String>,
     to: authd_domain::Email,
-    vars: serde_json::Value,
 ) -> Result<Option<PreparedMail>, ApiError> {
+    let kind = mail.kind();
     let render = Render {
         origin,
-        kind,
+        mail,
         language,
         to,
-        vars,
     };
     match state.mailer.send(render).await {
         Ok(Ok(mail)) => Ok(Some(mail)),

@@ -288,17 +288,15 @@ fn password_changed_notice(
     let catalog = crate::load_catalog(settings)
         .context("cannot load the mail templates for the \"password changed\" notice")?;
     let sealer = authd_mail::Sealer::new(&crate::keys::otp_key_for_command(settings, conn)?);
-    let vars =
-        serde_json::json!({ "changed_at": authd_api::notices::changed_at(&Clock::system()) });
+    let mail = authd_mail::Mail::PasswordChanged(authd_mail::Changed::now(&Clock::system()));
     authd_mail::prepare_mail(
         &catalog,
         &sealer,
         &origin_name,
         origin,
-        authd_mail::MailKind::PasswordChanged,
+        &mail,
         language.as_deref(),
         to,
-        vars,
     )
     .context("cannot render the \"password changed\" notice; the password is unchanged")
 }
@@ -336,10 +334,9 @@ pub fn templates_check(settings: &Settings) -> anyhow::Result<String> {
                         &catalog,
                         name,
                         origin,
-                        *kind,
+                        &authd_mail::Mail::sample(*kind),
                         Some(lang),
                         &to,
-                        authd_mail::sample_vars(*kind),
                     ) {
                         Ok(_) => "ok",
                         Err(e) => {
@@ -391,10 +388,9 @@ pub fn mail_preview(
         &catalog,
         origin,
         o,
-        kind,
+        &authd_mail::Mail::sample(kind),
         language,
         &to,
-        authd_mail::sample_vars(kind),
     )?;
     Ok(envelope.message)
 }

@@ -6,6 +6,7 @@ mod compose;
 mod forbidden;
 mod kind;
 mod mailer;
+mod mails;
 mod seal;
 
 pub use backend::{Delivered, FailureReason, MailBackend, Outgoing, SendError};
@@ -14,7 +15,8 @@ pub use compose::ComposeError;
 pub use forbidden::ForbiddenDomains;
 pub use kind::MailKind;
 pub use mailer::{
-    prepare_mail, render_delivery_test, render_mail, sample_vars, send_with_timeout, Drain, Mailer,
-    MailerError, PreparedMail, Render, RenderError, Wake,
+    prepare_mail, render_delivery_test, render_mail, send_with_timeout, Drain, Mailer, MailerError,
+    PreparedMail, Render, RenderError, Wake,
 };
+pub use mails::{Changed, Code, CodeKind, EmailChange, Mail, RecoveryCodeUse, TwoFactorChange};
 pub use seal::{Envelope, Sealer};

@@ -26,7 +26,7 @@ use crate::backend::{self, Delivered, FailureReason, MailBackend, Outgoing};
 use crate::catalog::{Catalog, TemplateError};
 use crate::compose::{check_addresses, compose, ComposeError};
 use crate::seal::Sealer;
-use crate::MailKind;
+use crate::{Mail, MailKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MailerError {
@@ -201,12 +201,11 @@ impl Actor for Mailer {
 #[rtype(result = "Result<PreparedMail, RenderError>")]
 pub struct Render {
     pub origin: String,
-    pub kind: MailKind,
+    /// The kind and its variables (`product_name` and `email` are added when rendered).
+    pub mail: Mail,
     /// The requested language; `None` means the origin's default.
     pub language: Option<String>,
     pub to: Email,
-    /// Template variables (an object). `product_name` and `email` are added here.
-    pub vars: serde_json::Value,
 }
 
 /// A rendered, sealed mail: what `store::outbox::enqueue` needs.
@@ -250,12 +249,12 @@ pub fn render_mail(
     catalog: &Catalog,
     origin_name: &str,
     origin: &OriginSettings,
-    kind: MailKind,
+    mail: &Mail,
     language: Option<&str>,
     to: &Email,
-    vars: serde_json::Value,
 ) -> Result<(crate::Envelope, String), RenderError> {
-    let mut vars = match vars {
+    let kind = mail.kind();
+    let mut vars = match mail.vars() {
         serde_json::Value::Object(map) => map,
         _ => serde_json::Map::new(),
     };
@@ -297,37 +296,6 @@ pub fn render_delivery_test(
     )?)
 }
 
-/// Example values for every variable a kind's templates may use, for previews and checks.
-pub fn sample_vars(kind: MailKind) -> serde_json::Value {
-    match kind {
-        MailKind::PasswordReset => serde_json::json!({
-            "code": "123456",
-            "link": "https://app.example.org/reset?email=ann%40example.org&otp=123456",
-            "expires_minutes": 10,
-        }),
-        MailKind::PasswordChanged | MailKind::RecoveryCodesReset => {
-            serde_json::json!({ "changed_at": "2026-11-26 22:40 UTC" })
-        }
-        MailKind::EmailOtpSetup | MailKind::EmailOtpChallenge | MailKind::EmailTransferVerify => {
-            serde_json::json!({ "code": "123456", "expires_minutes": 10 })
-        }
-        MailKind::TwoFactorChanged => serde_json::json!({
-            "method": "totp",
-            "enabled": true,
-            "two_factor_on": true,
-            "changed_at": "2026-11-26 22:40 UTC",
-        }),
-        MailKind::RecoveryCodeUsed => serde_json::json!({
-            "remaining": 2,
-            "changed_at": "2026-11-26 22:40 UTC",
-        }),
-        MailKind::EmailChanged => serde_json::json!({
-            "new_email_masked": "b***@example.org",
-            "changed_at": "2026-11-26 22:40 UTC",
-        }),
-    }
-}
-
 impl Handler<Render> for Mailer {
     type Result = Result<PreparedMail, RenderError>;
 
@@ -342,34 +310,28 @@ impl Handler<Render> for Mailer {
             &self.shared.sealer,
             &msg.origin,
             &rt.settings,
-            msg.kind,
+            &msg.mail,
             msg.language.as_deref(),
             &msg.to,
-            msg.vars,
         )
     }
 }
 
 /// Renders, composes and seals one mail for the outbox: what the Mailer answers to [`Render`],
 /// for callers that have no Mailer running (the CLI's `user set-password`).
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the Render message's fields plus the two things a Mailer holds"
-)]
 pub fn prepare_mail(
     catalog: &Catalog,
     sealer: &Sealer,
     origin_name: &str,
     origin: &OriginSettings,
-    kind: MailKind,
+    mail: &Mail,
     language: Option<&str>,
     to: &Email,
-    vars: serde_json::Value,
 ) -> Result<PreparedMail, RenderError> {
-    let (envelope, language) = render_mail(catalog, origin_name, origin, kind, language, to, vars)?;
+    let (envelope, language) = render_mail(catalog, origin_name, origin, mail, language, to)?;
     Ok(PreparedMail {
         origin: origin_name.to_owned(),
-        kind,
+        kind: mail.kind(),
         backend: origin.backend.name(),
         recipient_masked: to.masked(),
         payload: sealer.seal(&envelope),

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use authd_domain::{Clock, Email};
-use authd_mail::{MailKind, Mailer, Render, RenderError, Wake};
+use authd_mail::{Code, CodeKind, Mail, Mailer, Render, RenderError, Wake};
 use authd_store::{otps, outbox, AnyConnection, Store, StoreError};
 use authd_telemetry::names;
 use hmac::{Hmac, Mac};
@@ -119,7 +119,7 @@ pub struct Issue {
     pub to: Email,
     pub origin: String,
     pub language: Option<String>,
-    pub kind: MailKind,
+    pub kind: CodeKind,
     /// Link pattern with `{email}` and `{otp}`, if the mail carries a link.
     pub link: Option<String>,
     /// What the code confirms, stored with it (e.g. the address being set up).
@@ -128,11 +128,11 @@ pub struct Issue {
     pub remember: bool,
 }
 
-fn mail_vars(code: &str, link: Option<&str>, lifetime: Duration) -> serde_json::Value {
-    serde_json::json!({
-        "code": code,
-        "link": link,
-        "expires_minutes": lifetime.as_secs().div_ceil(60),
+fn code_mail(kind: CodeKind, code: &str, link: Option<String>, lifetime: Duration) -> Mail {
+    kind.mail(Code {
+        code: code.to_owned(),
+        link,
+        expires_minutes: lifetime.as_secs().div_ceil(60),
     })
 }
 
@@ -146,17 +146,16 @@ impl Handler<Issue> for OtpIssuer {
             .link
             .as_deref()
             .map(|p| fill_link(p, msg.to.as_str(), &code));
-        let vars = mail_vars(&code, link.as_deref(), self.lifetime);
+        let mail = code_mail(msg.kind, &code, link, self.lifetime);
         let (store, mailer, lifetime) = (self.store.clone(), self.mailer.clone(), self.lifetime);
         let clock = self.clock.clone();
         Box::pin(async move {
             let prepared = mailer
                 .send(Render {
                     origin: msg.origin.clone(),
-                    kind: msg.kind,
+                    mail,
                     language: msg.language,
                     to: msg.to,
-                    vars,
                 })
                 .await??;
             let (user_id, purpose, target, remember) =
@@ -208,7 +207,7 @@ pub struct Decoy {
     pub to: Email,
     pub origin: String,
     pub language: Option<String>,
-    pub kind: MailKind,
+    pub kind: CodeKind,
     pub link: Option<String>,
 }
 
@@ -222,17 +221,16 @@ impl Handler<Decoy> for OtpIssuer {
             .link
             .as_deref()
             .map(|p| fill_link(p, msg.to.as_str(), &code));
-        let vars = mail_vars(&code, link.as_deref(), self.lifetime);
+        let mail = code_mail(msg.kind, &code, link, self.lifetime);
         let (mailer, store) = (self.mailer.clone(), self.store.clone());
         let clock = self.clock.clone();
         Box::pin(async move {
             let prepared = mailer
                 .send(Render {
                     origin: msg.origin,
-                    kind: msg.kind,
+                    mail,
                     language: msg.language,
                     to: msg.to,
-                    vars,
                 })
                 .await??;
             // The same statements as an issue, in a transaction of the same shape, undone:

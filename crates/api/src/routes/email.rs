@@ -3,7 +3,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
-use authd_mail::MailKind;
+use authd_mail::{Changed, CodeKind, EmailChange, Mail};
 use authd_otp::Purpose;
 use authd_ratelimit::Limit;
 use authd_store::{refresh_tokens, users, Connection, StoreError};
@@ -60,7 +60,7 @@ pub async fn initiate(
         limit: Limit::TransferMail,
         too_many: "TOO_MANY_TRANSFER_ATTEMPTS",
         purpose: Purpose::EmailTransfer,
-        kind: MailKind::EmailTransferVerify,
+        kind: CodeKind::EmailTransferVerify,
     };
     let nothing_before = async { Ok(()) };
     confirm_address(
@@ -99,18 +99,17 @@ pub async fn complete(
     let verified = check(&state, guesser, Purpose::EmailTransfer, code).await?;
     let new = input::email(verified.target().unwrap_or_default())?;
     let old = user.email.clone();
-    let vars = serde_json::json!({
-        "new_email_masked": new.masked(),
-        "changed_at": crate::notices::changed_at(&state.clock),
+    let mail = Mail::EmailChanged(EmailChange {
+        new_email_masked: new.masked(),
+        changed: Changed::now(&state.clock),
     });
     // The brand and language the code was requested in.
     let notice = crate::notices::render(
         &state,
-        MailKind::EmailChanged,
+        mail,
         verified.origin().to_owned(),
         Some(verified.language().to_owned()),
         old,
-        vars,
     )
     .await?;
     let (user_id, keep) = (user.id, auth.claims.sid.clone());

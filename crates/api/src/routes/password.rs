@@ -2,7 +2,7 @@
 //! older clients' alias `POST /v1/auth/forgot-password`.
 
 use actix_web::{web, HttpResponse};
-use authd_mail::MailKind;
+use authd_mail::{Changed, CodeKind, Mail};
 use authd_otp::{Decoy, Issue, Purpose};
 use authd_ratelimit::Limit;
 use authd_store::{refresh_tokens, users, Connection};
@@ -147,7 +147,7 @@ async fn send_reset(
                 .await?
                 .filter(|u| !u.disabled);
             let link = state.settings.origin(&origin).map(|o| o.reset_url.clone());
-            let kind = MailKind::PasswordReset;
+            let kind = CodeKind::PasswordReset;
             let outcome = match user {
                 Some(user) => {
                     let msg = Issue {
@@ -390,6 +390,6 @@ async fn password_changed_notice(
     language: Option<String>,
     to: authd_domain::Email,
 ) -> Result<Option<authd_mail::PreparedMail>, ApiError> {
-    let vars = serde_json::json!({ "changed_at": crate::notices::changed_at(&state.clock) });
-    crate::notices::render(state, MailKind::PasswordChanged, origin, language, to, vars).await
+    let mail = Mail::PasswordChanged(Changed::now(&state.clock));
+    crate::notices::render(state, mail, origin, language, to).await
 }

@@ -1,7 +1,7 @@
 //! Emailed one-time codes seen from a handler: mailing one (paid for by a window limit) and
 //! checking one through the OtpIssuer.
 
-use authd_mail::MailKind;
+use authd_mail::CodeKind;
 use authd_otp::{Check, CheckError, Issue, Purpose, VerifiedOtp};
 use authd_ratelimit::{Backoff, Limit};
 
@@ -13,7 +13,7 @@ use crate::{ApiError, AppState};
 #[derive(Debug)]
 pub struct CodeMail {
     pub purpose: Purpose,
-    pub kind: MailKind,
+    pub kind: CodeKind,
     pub to: authd_domain::Email,
     pub target: MailTarget,
     /// What the code confirms (an address being set up or moved to).
@@ -122,7 +122,7 @@ pub struct AddressCode {
     pub limit: Limit,
     pub too_many: &'static str,
     pub purpose: Purpose,
-    pub kind: MailKind,
+    pub kind: CodeKind,
 }
 
 /// Mails a code to an address the user names, after the checks every such call makes: the

@@ -7,7 +7,7 @@ use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
 use authd_domain::sealed::SecretBox;
 use authd_domain::two_factor::recovery;
-use authd_mail::MailKind;
+use authd_mail::{Changed, Mail, TwoFactorChange};
 use authd_store::{two_factor, users, AnyConnection, Connection, StoreError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -115,21 +115,13 @@ async fn change_notice(
     (origin, language): (String, Option<String>),
 ) -> Result<Option<authd_mail::PreparedMail>, ApiError> {
     let to = user.email.clone();
-    let vars = serde_json::json!({
-        "method": method.as_str(),
-        "enabled": enabled,
-        "two_factor_on": two_factor_on,
-        "changed_at": crate::notices::changed_at(&state.clock),
+    let mail = Mail::TwoFactorChanged(TwoFactorChange {
+        method: method.as_str(),
+        enabled,
+        two_factor_on,
+        changed: Changed::now(&state.clock),
     });
-    crate::notices::render(
-        state,
-        MailKind::TwoFactorChanged,
-        origin,
-        language,
-        to,
-        vars,
-    )
-    .await
+    crate::notices::render(state, mail, origin, language, to).await
 }
 
 /// Turns a method on in one transaction: `apply` makes the change (false: it could not, e.g.

@@ -1,7 +1,7 @@
 //! Email OTP: codes mailed to a confirmed address as a second factor.
 
 use actix_web::{web, HttpResponse};
-use authd_mail::MailKind;
+use authd_mail::CodeKind;
 use authd_otp::Purpose;
 use authd_ratelimit::Limit;
 use authd_store::two_factor;
@@ -81,7 +81,7 @@ pub async fn setup(
         limit: Limit::OtpMail,
         too_many: TOO_MANY,
         purpose: Purpose::EmailOtpSetup,
-        kind: MailKind::EmailOtpSetup,
+        kind: CodeKind::EmailOtpSetup,
     };
     confirm_address(&state, user_id, &query, &body.0.email, code, mark).await?;
     Ok(json_ok(&()))
@@ -160,7 +160,7 @@ pub async fn challenge(
     let to = method.email.clone();
     let mail = CodeMail {
         purpose: Purpose::EmailOtpChallenge,
-        kind: MailKind::EmailOtpChallenge,
+        kind: CodeKind::EmailOtpChallenge,
         to,
         target,
         confirms: None,

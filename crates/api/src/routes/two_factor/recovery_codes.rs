@@ -4,7 +4,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use authd_domain::two_factor::recovery;
-use authd_mail::MailKind;
+use authd_mail::{Changed, Mail, RecoveryCodeUse};
 use authd_ratelimit::Backoff;
 use authd_store::{two_factor, Connection};
 use serde::Deserialize;
@@ -84,13 +84,12 @@ pub async fn authenticate(
             };
             let hash = recovery::hash(&state.two_factor.recovery, user_id, &code);
             // The owner hears of every use: a used code means a lost device, or a leaked set.
-            let vars = serde_json::json!({
-                "remaining": (before.recovery_unused - 1).max(0),
-                "changed_at": crate::notices::changed_at(&state.clock),
+            let mail = Mail::RecoveryCodeUsed(RecoveryCodeUse {
+                remaining: (before.recovery_unused - 1).max(0),
+                changed: Changed::now(&state.clock),
             });
             let to = user.email.clone();
-            let kind = MailKind::RecoveryCodeUsed;
-            let notice = crate::notices::render(&state, kind, origin, language, to, vars).await?;
+            let notice = crate::notices::render(&state, mail, origin, language, to).await?;
             // One conditional update: a code is used once, however many requests race. Its
             // notice commits with it.
             let clock = state.clock.clone();
@@ -144,16 +143,8 @@ pub async fn reset(
     let user_id = user.id;
     let (origin, language) = notice_target(&state, &user, &query)?;
     let to = user.email.clone();
-    let vars = serde_json::json!({ "changed_at": crate::notices::changed_at(&state.clock) });
-    let notice = crate::notices::render(
-        &state,
-        MailKind::RecoveryCodesReset,
-        origin,
-        language,
-        to,
-        vars,
-    )
-    .await?;
+    let mail = Mail::RecoveryCodesReset(Changed::now(&state.clock));
+    let notice = crate::notices::render(&state, mail, origin, language, to).await?;
     let (codes, hashes) = new_recovery_set(&state, user_id);
     let clock = state.clock.clone();
     let done = state
