@@ -10,7 +10,7 @@ mod seal;
 
 pub use backend::{Delivered, FailureReason, MailBackend, Outgoing, SendError};
 pub use catalog::{Catalog, RenderedParts, TemplateError};
-pub use compose::ComposeError;
+pub use compose::{ComposeError, KIND_HEADER, LANGUAGE_HEADER};
 pub use forbidden::ForbiddenDomains;
 pub use kind::MailKind;
 pub use mailer::{
