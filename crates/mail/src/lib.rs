@@ -5,6 +5,7 @@ mod catalog;
 mod compose;
 mod forbidden;
 mod kind;
+pub mod mailbox;
 mod mailer;
 mod seal;
 
