@@ -513,3 +513,62 @@ async fn a_malformed_mail_file_shows_as_an_error_row_not_a_broken_page() {
             .assert_error(404, "NOT_FOUND");
     }
 }
+
+#[actix_web::test]
+async fn what_a_mail_says_is_shown_as_text_never_as_markup() {
+    let app = TestApp::spawn(Db::Sqlite).await;
+    let dir = mail_dir(&app);
+    std::fs::create_dir_all(&dir).unwrap();
+    let raw = "From: \"<b>Mallory</b>\" <mallory@example.org>\r\nTo: \"<i>x</i>\" <victim@example.org>\r\n\
+               Subject: <img src=x onerror=alert(1)>\r\nX-Authd-Kind: <script>k</script>\r\n\
+               \r\n<script>alert(2)</script>\r\n";
+    std::fs::write(dir.join("20990101T000000.000Z-0000000001.eml"), raw).unwrap();
+    let url = "/dev/mail/m/default/20990101T000000.000Z-0000000001.eml";
+    for path in ["/dev/mail", url] {
+        let page = app.get(path).await;
+        assert_eq!(page.status, 200, "{}", page.text);
+        assert!(
+            page.text.contains("&lt;img src=x onerror=alert(1)&gt;"),
+            "{}",
+            page.text
+        );
+        assert!(!page.text.contains("<img"), "{path}: {}", page.text);
+        assert!(!page.text.contains("<script>"), "{path}: {}", page.text);
+    }
+    let page = app.get(url).await;
+    assert!(
+        page.text.contains("&lt;script&gt;alert(2)&lt;/script&gt;"),
+        "the text part, as text: {}",
+        page.text
+    );
+}
+
+#[actix_web::test]
+async fn odd_input_is_answered_without_a_server_error() {
+    let app = TestApp::spawn(Db::Sqlite).await;
+    let long = "a".repeat(4000);
+    for (method, path) in [
+        ("GET", "/dev/mail?to=%ff%fe".to_owned()),
+        ("GET", "/dev/mail/mails.json?to=%00".to_owned()),
+        ("GET", "/dev/mail?to=a&to=b".to_owned()),
+        ("GET", "/dev/mail?to[]=x".to_owned()),
+        ("GET", format!("/dev/mail/m/default/{long}.eml")),
+        ("GET", format!("/dev/mail/m/{long}/x.eml/raw")),
+        ("GET", "/dev/mail/m/default/%ff.eml".to_owned()),
+        ("GET", "/dev/mail/m/default/x.eml/nope".to_owned()),
+        ("GET", "/dev/mail/m/default".to_owned()),
+        ("POST", "/dev/mail/delete?to=%ff".to_owned()),
+        ("POST", "/dev/mail/m/default/x.eml/delete".to_owned()),
+        ("DELETE", "/dev/mail".to_owned()),
+        ("PUT", "/dev/mail/m/default/x.eml".to_owned()),
+    ] {
+        let (status, body) = raw_request(&app, method, &path, "X-Mailbox-Request: 1\r\n").await;
+        assert!(status < 500, "{method} {path}: {status} {body}");
+        if status >= 400 {
+            assert!(
+                body.starts_with("{\"statusCode\":"),
+                "{method} {path}: {body}"
+            );
+        }
+    }
+}

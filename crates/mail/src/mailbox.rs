@@ -219,11 +219,29 @@ impl Mailbox {
         }
     }
 
-    /// Deletes these mails (as listed); returns how many went.
+    /// Deletes these mails (as listed); returns how many went. Each folder is listed once,
+    /// however many mails go.
     pub fn delete_many<'a>(&self, ids: impl IntoIterator<Item = (&'a str, &'a str)>) -> usize {
-        ids.into_iter()
-            .filter(|(origin, file)| self.delete(origin, file))
-            .count()
+        let mut wanted: HashMap<&str, Vec<&str>> = HashMap::new();
+        for (origin, file) in ids {
+            wanted.entry(origin).or_default().push(file);
+        }
+        let mut deleted = 0;
+        for folder in &self.folders {
+            let Some(files) = wanted.get(folder.name.as_str()) else {
+                continue;
+            };
+            let listed: std::collections::HashSet<String> = Self::entries(&folder.dir)
+                .into_iter()
+                .map(|(name, _)| name)
+                .collect();
+            for file in files {
+                if listed.contains(*file) && std::fs::remove_file(folder.dir.join(file)).is_ok() {
+                    deleted += 1;
+                }
+            }
+        }
+        deleted
     }
 }
 
