@@ -61,6 +61,8 @@ async fn the_production_example_starts_on_postgresql_with_secrets_from_files_and
     );
     let ready = authd.get("/readyz").await;
     assert_eq!(ready.status, 200, "{}", ready.text);
+    // dev.mailbox = "auto" (the default) is off in production.
+    assert_eq!(authd.get("/dev/mail").await.status, 404);
     let res = authd
         .post_json(
             "/user/password/reset/send",

@@ -212,7 +212,6 @@ pub fn load_catalog(settings: &Settings) -> anyhow::Result<authd_mail::Catalog> 
     )?)
 }
 
-/// Sweeps expired rows every `database.housekeeping_interval_secs` on this arbiter.
 /// The development mailbox at `/dev/mail`, when `dev.mailbox` turns it on for this
 /// environment (see `Settings::dev_mailbox`).
 fn dev_mailbox(
@@ -237,6 +236,7 @@ fn dev_mailbox(
     Ok(Some(web::Data::new(dev)))
 }
 
+/// Sweeps expired rows every `database.housekeeping_interval_secs` on this arbiter.
 fn spawn_housekeeping(settings: &Settings, store: Store) {
     let every = Duration::from_secs(settings.database.housekeeping_interval_secs.max(1));
     let longest_window = Duration::from_secs(
