@@ -15,7 +15,7 @@ fn stub(dir: &Path, name: &str, body: &str) {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
-/// A fake machine on which msmtp and libpq-dev are not installed and everything else is;
+/// A fake machine on which msmtp, libpq-dev and chromium are not installed and everything else is;
 /// `uid` is what `id -u` says. Returns (exit code, stderr, apt-get calls).
 fn run_on_machine_missing_packages(uid: u32) -> (i32, String, String) {
     let dir = tempfile::tempdir().unwrap();
@@ -27,7 +27,7 @@ fn run_on_machine_missing_packages(uid: u32) -> (i32, String, String) {
         "dpkg-query",
         r#"for last; do :; done
 case "$last" in
-  msmtp|libpq-dev) echo "unknown ok not-installed"; exit 1 ;;
+  msmtp|libpq-dev|chromium) echo "unknown ok not-installed"; exit 1 ;;
   *) echo "install ok installed" ;;
 esac"#,
     );
@@ -63,12 +63,12 @@ fn ensure_services_as_root_installs_the_missing_packages_after_one_apt_get_updat
         calls,
         [
             "update -qq",
-            "install -y -qq --no-install-recommends libpq-dev msmtp"
+            "install -y -qq --no-install-recommends libpq-dev msmtp chromium"
         ],
         "stderr: {err}"
     );
     assert!(
-        err.contains("installing missing packages: libpq-dev msmtp"),
+        err.contains("installing missing packages: libpq-dev msmtp chromium"),
         "says what it does: {err}"
     );
     assert_eq!(code, 0, "{err}");
@@ -80,7 +80,7 @@ fn ensure_services_not_as_root_names_the_missing_packages_and_stops() {
     assert_eq!(code, 1, "{err}");
     assert_eq!(apt, "", "apt-get is not run without root");
     assert!(
-        err.contains("missing packages: libpq-dev msmtp: apt-get install libpq-dev msmtp as root"),
+        err.contains("missing packages: libpq-dev msmtp chromium: apt-get install libpq-dev msmtp chromium as root"),
         "{err}"
     );
 }

@@ -8,6 +8,7 @@ mod caching;
 mod cli;
 mod config;
 mod config_keys;
+mod dev_mail;
 mod email_transfer;
 mod ensure_services;
 mod errors;

@@ -61,6 +61,8 @@ async fn the_production_example_starts_on_postgresql_with_secrets_from_files_and
     );
     let ready = authd.get("/readyz").await;
     assert_eq!(ready.status, 200, "{}", ready.text);
+    // dev.mailbox = "auto" (the default) is off in production.
+    assert_eq!(authd.get("/dev/mail").await.status, 404);
     let res = authd
         .post_json(
             "/user/password/reset/send",
@@ -84,5 +86,57 @@ async fn the_production_example_starts_on_postgresql_with_secrets_from_files_and
     );
     for secret in ["relay-secret-9", &"a1".repeat(32)] {
         assert!(!log.contains(secret), "the log carries a secret: {log}");
+    }
+}
+
+/// `dev.mailbox = true` would show every mailed code to anyone reaching the server: with
+/// `AUTHD_ENV=production` the start is refused with the key named; `"auto"` (the default) is
+/// off there.
+#[test]
+fn production_refuses_to_start_with_the_mailbox_switched_on() {
+    let example = format!(
+        "{}/../config/production.example.toml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let signing = authd_domain::tokens::TokenSigner::generate_pem().unwrap();
+    let otp = "a1".repeat(32);
+    let totp = "b2".repeat(32);
+    let run = |command: &[&str], mailbox: &str| {
+        let out = std::process::Command::new(AUTHD)
+            .args(["--config", &example])
+            .args(command)
+            .env("AUTHD_ENV", "production")
+            .env("AUTHD__LOG__LEVEL", "warn")
+            .env("AUTHD__HTTP__BIND", "127.0.0.1:0")
+            .env("AUTHD__METRICS__BIND", "127.0.0.1:0")
+            .env("AUTHD__DATABASE__URL_FILE", "")
+            .env("AUTHD__DATABASE__URL", "postgres://authd@127.0.0.1:1/authd")
+            .env("AUTHD__SECRETS__OTP_KEY_FILE", "")
+            .env("AUTHD__SECRETS__OTP_KEY", &otp)
+            .env("AUTHD__SECRETS__TOTP_KEY_FILE", "")
+            .env("AUTHD__SECRETS__TOTP_KEY", &totp)
+            .env("AUTHD__SECRETS__SIGNING_KEY_FILE", "")
+            .env("AUTHD__SECRETS__SIGNING_KEY", &signing)
+            .env("AUTHD__ORIGINS__DEFAULT__SMTP__PASSWORD_FILE", "")
+            .env("AUTHD__ORIGINS__DEFAULT__SMTP__PASSWORD", "relay-secret-9")
+            .env("AUTHD__DEV__MAILBOX", mailbox)
+            .output()
+            .expect("authd runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = run(&["config", "check"], "auto");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("dev.mailbox: off"), "{out}");
+    for command in [&["config", "check"][..], &["serve"]] {
+        let (code, _, err) = run(command, "true");
+        assert_eq!(code, Some(1), "{command:?}: {err}");
+        assert!(
+            err.contains("dev.mailbox: the mailbox page shows every mail"),
+            "{command:?}: {err}"
+        );
     }
 }

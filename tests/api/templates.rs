@@ -86,6 +86,17 @@ fn mail_preview_prints_a_message_a_mail_parser_reads() {
     assert!(mail.subject.contains("mot de passe"), "{}", mail.subject);
     assert_eq!(mail.code(), "123456");
     assert!(mail.html.contains("123456"));
+    // The kind and the language used, for the development mailbox and receivers' filters.
+    assert!(
+        mail.raw.contains("\r\nX-Authd-Kind: password_reset\r\n"),
+        "{}",
+        mail.raw
+    );
+    assert!(
+        mail.raw.contains("\r\nX-Authd-Language: fr\r\n"),
+        "{}",
+        mail.raw
+    );
 
     let (code, _, err) = authd(
         &["mail", "preview", "--kind", "nope"],

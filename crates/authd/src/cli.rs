@@ -304,7 +304,7 @@ fn password_changed_notice(
 pub fn config_summary(loaded: &Loaded) -> String {
     let s = &loaded.settings;
     format!(
-        "configuration OK\nenvironment: {}\ndatabase: {}\nhttp.bind: {}\nmetrics: {}",
+        "configuration OK\nenvironment: {}\ndatabase: {}\nhttp.bind: {}\nmetrics: {}\ndev.mailbox: {}",
         loaded.environment.name(),
         s.database_url().backend_name(),
         s.http.bind,
@@ -312,6 +312,11 @@ pub fn config_summary(loaded: &Loaded) -> String {
             s.metrics.bind.as_str()
         } else {
             "disabled"
+        },
+        if s.dev_mailbox(&loaded.environment).is_some() {
+            "on, at /dev/mail"
+        } else {
+            "off"
         },
     )
 }

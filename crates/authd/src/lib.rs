@@ -106,6 +106,7 @@ impl Application {
             ),
         });
         let limit = web::Data::new(BodyLimit(settings.http.body_limit_bytes));
+        let dev_mail = dev_mailbox(&settings, &loaded.environment)?;
         let listener = TcpListener::bind(&settings.http.bind)
             .with_context(|| format!("cannot listen on http.bind = {}", settings.http.bind))?;
         let port = listener.local_addr()?.port();
@@ -122,6 +123,11 @@ impl Application {
                 }))
                 .wrap(from_fn(authd_api::middleware::observe))
                 .configure(authd_api::configure)
+                .configure(|cfg| {
+                    if let Some(dev) = &dev_mail {
+                        authd_api::routes::dev_mail::configure(cfg, dev.clone());
+                    }
+                })
                 .default_service(web::to(|| async {
                     Err::<HttpResponse, _>(ApiError::not_found())
                 }))
@@ -213,6 +219,30 @@ pub fn load_catalog(settings: &Settings) -> anyhow::Result<authd_mail::Catalog> 
         &settings.mail.templates_dir,
         &settings.mail.default_language,
     )?)
+}
+
+/// The development mailbox at `/dev/mail`, when `dev.mailbox` turns it on for this
+/// environment (see `Settings::dev_mailbox`).
+fn dev_mailbox(
+    settings: &Settings,
+    environment: &authd_settings::Environment,
+) -> anyhow::Result<Option<web::Data<authd_api::routes::dev_mail::DevMail>>> {
+    let Some(folders) = settings.dev_mailbox(environment) else {
+        return Ok(None);
+    };
+    let dev = authd_api::routes::dev_mail::DevMail::new(folders)
+        .context("the development mailbox's templates")?;
+    let folders: Vec<String> = dev
+        .folders()
+        .iter()
+        .map(|(origin, dir)| format!("{origin}: {}", dir.display()))
+        .collect();
+    tracing::info!(
+        path = "/dev/mail",
+        folders = %folders.join(", "),
+        "development mailbox on (dev.mailbox); it shows every mail with its codes"
+    );
+    Ok(Some(web::Data::new(dev)))
 }
 
 /// Sweeps expired rows every `database.housekeeping_interval_secs` on this arbiter.

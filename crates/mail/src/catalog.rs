@@ -47,7 +47,7 @@ pub struct RenderedParts {
 }
 
 /// The template folder of the operator's test mail.
-const DELIVERY_TEST: &str = "delivery_test";
+pub(crate) const DELIVERY_TEST: &str = "delivery_test";
 
 #[derive(Debug)]
 pub struct Catalog {

@@ -1,6 +1,7 @@
 //! Rendered parts → one RFC 5322 message (multipart/alternative: text and HTML) and its
 //! envelope.
 
+use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::Message;
 
@@ -44,10 +45,17 @@ fn message_id(from: &Mailbox) -> String {
     )
 }
 
+/// Header naming the mail's kind (`password_reset`, …, `delivery_test`): the development
+/// mailbox shows it, and a receiver's filters can sort by it.
+pub const KIND_HEADER: &str = "X-Authd-Kind";
+/// Header naming the language the mail was rendered in (after the fallback chain).
+pub const LANGUAGE_HEADER: &str = "X-Authd-Language";
+
 pub fn compose(
     from: &str,
     reply_to: &str,
     to: &str,
+    kind: &'static str,
     parts: &RenderedParts,
 ) -> Result<Envelope, ComposeError> {
     let from: Mailbox =
@@ -67,7 +75,15 @@ pub fn compose(
         .from(from)
         .to(to)
         .subject(parts.subject.clone())
-        .message_id(Some(message_id));
+        .message_id(Some(message_id))
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str(KIND_HEADER),
+            kind.to_owned(),
+        ))
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str(LANGUAGE_HEADER),
+            parts.language.clone(),
+        ));
     if !reply_to.is_empty() {
         let reply: Mailbox = reply_to
             .parse()

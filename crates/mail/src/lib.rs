@@ -5,13 +5,14 @@ mod catalog;
 mod compose;
 mod forbidden;
 mod kind;
+pub mod mailbox;
 mod mailer;
 mod mails;
 mod seal;
 
 pub use backend::{Delivered, FailureReason, MailBackend, Outgoing, SendError};
 pub use catalog::{Catalog, RenderedParts, TemplateError};
-pub use compose::ComposeError;
+pub use compose::{ComposeError, KIND_HEADER, LANGUAGE_HEADER};
 pub use forbidden::ForbiddenDomains;
 pub use kind::MailKind;
 pub use mailer::{

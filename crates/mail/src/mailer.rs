@@ -266,7 +266,13 @@ pub fn render_mail(
             .increment(1);
         tracing::error!(origin = origin_name, kind = kind.as_str(), language, cause = %e, "mail template failure");
     })?;
-    let envelope = compose(&origin.from, &origin.reply_to, to.as_str(), &parts)?;
+    let envelope = compose(
+        &origin.from,
+        &origin.reply_to,
+        to.as_str(),
+        kind.as_str(),
+        &parts,
+    )?;
     Ok((envelope, parts.language))
 }
 
@@ -292,6 +298,7 @@ pub fn render_delivery_test(
         &origin.from,
         &origin.reply_to,
         to.as_str(),
+        crate::catalog::DELIVERY_TEST,
         &parts,
     )?)
 }

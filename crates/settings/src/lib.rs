@@ -30,6 +30,49 @@ pub struct Settings {
     pub mail: MailSettings,
     pub origins: BTreeMap<String, OriginSettings>,
     pub log: LogSettings,
+    pub dev: DevSettings,
+}
+
+/// Development aids, never for production.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevSettings {
+    /// The mailbox page at `/dev/mail`: every mail the file backend wrote.
+    pub mailbox: MailboxSwitch,
+}
+
+/// `dev.mailbox`: `"auto"`, `true` or `false`, nothing else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "SwitchValue")]
+pub enum MailboxSwitch {
+    /// On in development when an enabled origin uses the file backend.
+    Auto,
+    On,
+    Off,
+}
+
+/// What a configuration layer may hold for a switch: TOML and `AUTHD__…=true` give a boolean,
+/// `"auto"` a string.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum SwitchValue {
+    Bool(bool),
+    Text(String),
+}
+
+impl TryFrom<SwitchValue> for MailboxSwitch {
+    type Error = String;
+
+    fn try_from(value: SwitchValue) -> Result<Self, String> {
+        match value {
+            SwitchValue::Bool(true) => Ok(Self::On),
+            SwitchValue::Bool(false) => Ok(Self::Off),
+            SwitchValue::Text(t) if t == "auto" => Ok(Self::Auto),
+            SwitchValue::Text(t) => Err(format!(
+                "dev.mailbox is {t:?}; it must be \"auto\", true or false"
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -601,6 +644,13 @@ impl Settings {
                 return Err(SettingsError::MissingSecrets(missing));
             }
         }
+        if *environment == Environment::Production && self.dev.mailbox == MailboxSwitch::On {
+            return Err(invalid(
+                "dev.mailbox",
+                "the mailbox page shows every mail with its one-time codes to anyone who can \
+                 reach the server; production needs false or \"auto\" (which is off there)",
+            ));
+        }
         self.validate_mail(environment)?;
         Ok(())
     }
@@ -697,6 +747,27 @@ impl Settings {
             }
         }
         Ok(())
+    }
+
+    /// The folders of the mailbox page (`dev.mailbox`), by origin name, when the page is on:
+    /// `"auto"` is on in development when an enabled origin uses the file backend; `true` is
+    /// on (refused in production at load); `false` is off.
+    pub fn dev_mailbox(&self, environment: &Environment) -> Option<Vec<(String, PathBuf)>> {
+        let folders: Vec<(String, PathBuf)> = self
+            .origins
+            .iter()
+            .filter(|(_, o)| o.enabled)
+            .filter_map(|(name, o)| match o.backend() {
+                Some(Backend::File(f)) => Some((name.clone(), f.dir.clone())),
+                _ => None,
+            })
+            .collect();
+        let on = match self.dev.mailbox {
+            MailboxSwitch::On => true,
+            MailboxSwitch::Off => false,
+            MailboxSwitch::Auto => *environment == Environment::Development && !folders.is_empty(),
+        };
+        on.then_some(folders)
     }
 
     /// The enabled origin of that name.

@@ -549,3 +549,77 @@ fn an_unknown_client_ip_header_is_refused_with_the_valid_ones() {
         ClientIpHeader::Forwarded
     );
 }
+
+#[test]
+fn dev_mailbox_takes_auto_true_or_false_and_refuses_anything_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let load = |value: &str| sources(&[("AUTHD__DEV__MAILBOX", value)], None, dir.path()).load();
+    let switch = |value: &str| load(value).unwrap().settings.dev.mailbox;
+    assert_eq!(switch("auto"), MailboxSwitch::Auto);
+    assert_eq!(switch("true"), MailboxSwitch::On);
+    assert_eq!(switch("false"), MailboxSwitch::Off);
+    for bad in ["yes", "on", "Auto", "1", ""] {
+        let text = load(bad).expect_err(bad).to_string();
+        assert!(text.contains("dev.mailbox"), "{bad:?}: {text}");
+    }
+    let file = dir.path().join("mailbox.toml");
+    std::fs::write(&file, "[dev]\nmailbox = \"sometimes\"\n").unwrap();
+    let text = err_text(&sources(&[], Some(&file), dir.path()));
+    assert!(text.contains("\"sometimes\""), "{text}");
+}
+
+#[test]
+fn dev_mailbox_auto_is_on_in_development_with_a_file_origin_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = |env: &[(&str, &str)]| sources(env, None, dir.path()).load().unwrap().settings;
+    let dev = Environment::Development;
+    let on = settings(&[])
+        .dev_mailbox(&dev)
+        .expect("on by default in development");
+    let names: Vec<&str> = on.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["acme", "default"]);
+    assert_eq!(on[1].1, PathBuf::from("./var/mail"));
+    // No enabled origin on the file backend: auto is off, true is on (with no folders).
+    let no_files = [
+        ("AUTHD__ORIGINS__DEFAULT__BACKEND", "sendmail"),
+        (
+            "AUTHD__ORIGINS__DEFAULT__SENDMAIL__PROGRAM",
+            "/usr/sbin/sendmail",
+        ),
+        ("AUTHD__ORIGINS__ACME__ENABLED", "false"),
+    ];
+    assert!(settings(&no_files).dev_mailbox(&dev).is_none());
+    let mut forced = no_files.to_vec();
+    forced.push(("AUTHD__DEV__MAILBOX", "true"));
+    assert_eq!(settings(&forced).dev_mailbox(&dev), Some(vec![]));
+    assert!(settings(&[("AUTHD__DEV__MAILBOX", "false")])
+        .dev_mailbox(&dev)
+        .is_none());
+    // Auto is off in production whatever the origins use.
+    assert!(settings(&[])
+        .dev_mailbox(&Environment::Production)
+        .is_none());
+}
+
+#[test]
+fn production_refuses_the_mailbox_switched_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let msg = err_text(&sources(
+        &[
+            ("AUTHD_ENV", "production"),
+            (
+                "AUTHD__SECRETS__OTP_KEY",
+                "0123456789abcdef0123456789abcdef",
+            ),
+            (
+                "AUTHD__SECRETS__TOTP_KEY",
+                "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+            ),
+            ("AUTHD__SECRETS__SIGNING_KEY", "pem"),
+            ("AUTHD__DEV__MAILBOX", "true"),
+        ],
+        None,
+        dir.path(),
+    ));
+    assert!(msg.contains("dev.mailbox"), "{msg}");
+}

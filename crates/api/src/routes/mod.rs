@@ -5,6 +5,7 @@ use actix_web::{web, HttpResponse, Resource};
 use crate::error::ApiError;
 
 pub mod auth;
+pub mod dev_mail;
 pub mod email;
 pub mod ops;
 pub mod password;
@@ -18,7 +19,8 @@ pub(crate) fn resource(path: &str, allow: &'static str) -> Resource {
     }))
 }
 
-/// Registers every route of the public API.
+/// Registers every route of the public API (the development mailbox, `dev_mail`, is
+/// registered apart, only when `dev.mailbox` turns it on).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     auth::configure(cfg);
     email::configure(cfg);
