@@ -31,6 +31,7 @@ mod security_log;
 mod shutdown;
 mod store;
 mod sudo;
+mod template_reload;
 mod templates;
 mod tokens;
 mod two_factor_backoff;

@@ -131,6 +131,7 @@ fn production_refuses_to_start_with_the_mailbox_switched_on() {
     let (code, out, err) = run(&["config", "check"], "auto");
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("dev.mailbox: off"), "{out}");
+    assert!(out.contains("dev.reload_templates: off"), "{out}");
     for command in [&["config", "check"][..], &["serve"]] {
         let (code, _, err) = run(command, "true");
         assert_eq!(code, Some(1), "{command:?}: {err}");

@@ -304,7 +304,8 @@ fn password_changed_notice(
 pub fn config_summary(loaded: &Loaded) -> String {
     let s = &loaded.settings;
     format!(
-        "configuration OK\nenvironment: {}\ndatabase: {}\nhttp.bind: {}\nmetrics: {}\ndev.mailbox: {}",
+        "configuration OK\nenvironment: {}\ndatabase: {}\nhttp.bind: {}\nmetrics: {}\ndev.mailbox: {}\n\
+         dev.reload_templates: {}",
         loaded.environment.name(),
         s.database_url().backend_name(),
         s.http.bind,
@@ -315,6 +316,11 @@ pub fn config_summary(loaded: &Loaded) -> String {
         },
         if s.dev_mailbox(&loaded.environment).is_some() {
             "on, at /dev/mail"
+        } else {
+            "off"
+        },
+        if s.reload_templates(&loaded.environment) {
+            "on"
         } else {
             "off"
         },

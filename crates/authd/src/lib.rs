@@ -73,7 +73,8 @@ impl Application {
 
         let keys = keys::Keys::resolve(&settings, &store).await?;
         spawn_housekeeping(&settings, store.clone(), clock.clone());
-        let actors = start_actors(&settings, &store, &keys, &clock)?;
+        let templates = templates(&settings, &loaded.environment)?;
+        let actors = start_actors(&settings, &store, &keys, &clock, templates.clone())?;
         let mailer = actors.mailer.clone();
         let state = web::Data::new(AppState {
             store: store.clone(),
@@ -106,7 +107,7 @@ impl Application {
             ),
         });
         let limit = web::Data::new(BodyLimit(settings.http.body_limit_bytes));
-        let dev_mail = dev_mailbox(&settings, &loaded.environment)?;
+        let dev_mail = dev_mailbox(&settings, &loaded.environment, templates)?;
         let listener = TcpListener::bind(&settings.http.bind)
             .with_context(|| format!("cannot listen on http.bind = {}", settings.http.bind))?;
         let port = listener.local_addr()?.port();
@@ -221,16 +222,57 @@ pub fn load_catalog(settings: &Settings) -> anyhow::Result<authd_mail::Catalog> 
     )?)
 }
 
+/// The mail templates in use; with `dev.reload_templates` on, watched and reloaded when a
+/// file under `mail.templates_dir` changes.
+fn templates(
+    settings: &Settings,
+    environment: &authd_settings::Environment,
+) -> anyhow::Result<authd_mail::Templates> {
+    let templates = authd_mail::Templates::new(load_catalog(settings)?);
+    if settings.reload_templates(environment) {
+        let origins = settings
+            .origins
+            .iter()
+            .filter(|(_, o)| o.enabled)
+            .map(|(name, _)| name.clone())
+            .collect();
+        let watching = authd_mail::watch_templates(
+            templates.clone(),
+            settings.mail.templates_dir.clone(),
+            settings.mail.default_language.clone(),
+            origins,
+        );
+        let dir = settings.mail.templates_dir.display();
+        match watching {
+            Ok(()) => {
+                tracing::info!(%dir, "mail templates reload on change (dev.reload_templates)")
+            }
+            // Asked for by name: a start without it would hide that edits are not picked up.
+            Err(e) if settings.dev.reload_templates == authd_settings::DevSwitch::On => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "cannot watch mail.templates_dir = {dir} for dev.reload_templates = true"
+                )));
+            }
+            // "auto" is a convenience: serve without it, and say so.
+            Err(e) => {
+                tracing::warn!(%dir, cause = %e, "mail templates will not reload on change: the folder cannot be watched (dev.reload_templates = \"auto\")")
+            }
+        }
+    }
+    Ok(templates)
+}
+
 /// The development mailbox at `/dev/mail`, when `dev.mailbox` turns it on for this
 /// environment (see `Settings::dev_mailbox`).
 fn dev_mailbox(
     settings: &Settings,
     environment: &authd_settings::Environment,
+    templates: authd_mail::Templates,
 ) -> anyhow::Result<Option<web::Data<authd_api::routes::dev_mail::DevMail>>> {
     let Some(folders) = settings.dev_mailbox(environment) else {
         return Ok(None);
     };
-    let dev = authd_api::routes::dev_mail::DevMail::new(folders)
+    let dev = authd_api::routes::dev_mail::DevMail::new(folders, Some(templates))
         .context("the development mailbox's templates")?;
     let folders: Vec<String> = dev
         .folders()
@@ -326,13 +368,13 @@ fn start_actors(
     store: &Store,
     keys: &keys::Keys,
     clock: &Clock,
+    templates: authd_mail::Templates,
 ) -> anyhow::Result<Actors> {
     use actix::Actor;
-    let catalog = load_catalog(settings)?;
     let mailer = authd_mail::Mailer::new(
         &settings.mail,
         &settings.origins,
-        catalog,
+        templates,
         authd_mail::Sealer::new(&keys.otp),
         store.clone(),
         clock.clone(),

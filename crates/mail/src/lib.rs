@@ -9,6 +9,7 @@ pub mod mailbox;
 mod mailer;
 mod mails;
 mod seal;
+mod templates;
 
 pub use backend::{Delivered, FailureReason, MailBackend, Outgoing, SendError};
 pub use catalog::{Catalog, RenderedParts, TemplateError};
@@ -21,3 +22,4 @@ pub use mailer::{
 };
 pub use mails::{Changed, Code, CodeKind, EmailChange, Mail, RecoveryCodeUse, TwoFactorChange};
 pub use seal::{Envelope, Sealer};
+pub use templates::{watch as watch_templates, Templates};

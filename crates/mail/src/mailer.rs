@@ -26,6 +26,7 @@ use crate::backend::{self, Delivered, FailureReason, MailBackend, Outgoing};
 use crate::catalog::{Catalog, TemplateError};
 use crate::compose::{check_addresses, compose, ComposeError};
 use crate::seal::Sealer;
+use crate::templates::Templates;
 use crate::{Mail, MailKind};
 
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +43,7 @@ struct OriginRuntime {
 }
 
 struct Shared {
-    catalog: Catalog,
+    templates: Templates,
     origins: BTreeMap<String, OriginRuntime>,
     sealer: Sealer,
     store: Store,
@@ -85,7 +86,7 @@ impl Mailer {
     pub fn new(
         cfg: &MailSettings,
         origins: &BTreeMap<String, OriginSettings>,
-        catalog: Catalog,
+        templates: Templates,
         sealer: Sealer,
         store: Store,
         clock: Clock,
@@ -110,7 +111,7 @@ impl Mailer {
             );
         }
         let shared = Shared {
-            catalog,
+            templates,
             origins: built,
             sealer,
             store,
@@ -313,7 +314,7 @@ impl Handler<Render> for Mailer {
             .get(&msg.origin)
             .ok_or(RenderError::UnknownOrigin)?;
         prepare_mail(
-            &self.shared.catalog,
+            &self.shared.templates.current(),
             &self.shared.sealer,
             &msg.origin,
             &rt.settings,

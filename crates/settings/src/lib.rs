@@ -38,14 +38,17 @@ pub struct Settings {
 #[serde(deny_unknown_fields)]
 pub struct DevSettings {
     /// The mailbox page at `/dev/mail`: every mail the file backend wrote.
-    pub mailbox: MailboxSwitch,
+    pub mailbox: DevSwitch,
+    /// A changed template under `mail.templates_dir` is used by the next mail.
+    pub reload_templates: DevSwitch,
 }
 
-/// `dev.mailbox`: `"auto"`, `true` or `false`, nothing else.
+/// A development aid's switch (`dev.mailbox`, `dev.reload_templates`): `"auto"`, `true` or
+/// `false`, nothing else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "SwitchValue")]
-pub enum MailboxSwitch {
-    /// On in development when an enabled origin uses the file backend.
+pub enum DevSwitch {
+    /// On in development (the mailbox: when an enabled origin also uses the file backend).
     Auto,
     On,
     Off,
@@ -60,7 +63,7 @@ enum SwitchValue {
     Text(String),
 }
 
-impl TryFrom<SwitchValue> for MailboxSwitch {
+impl TryFrom<SwitchValue> for DevSwitch {
     type Error = String;
 
     fn try_from(value: SwitchValue) -> Result<Self, String> {
@@ -69,7 +72,8 @@ impl TryFrom<SwitchValue> for MailboxSwitch {
             SwitchValue::Bool(false) => Ok(Self::Off),
             SwitchValue::Text(t) if t == "auto" => Ok(Self::Auto),
             SwitchValue::Text(t) => Err(format!(
-                "dev.mailbox is {t:?}; it must be \"auto\", true or false"
+                "a dev switch (dev.mailbox, dev.reload_templates) is {t:?}; it must be \"auto\", \
+                 true or false"
             )),
         }
     }
@@ -644,11 +648,18 @@ impl Settings {
                 return Err(SettingsError::MissingSecrets(missing));
             }
         }
-        if *environment == Environment::Production && self.dev.mailbox == MailboxSwitch::On {
+        if *environment == Environment::Production && self.dev.mailbox == DevSwitch::On {
             return Err(invalid(
                 "dev.mailbox",
                 "the mailbox page shows every mail with its one-time codes to anyone who can \
                  reach the server; production needs false or \"auto\" (which is off there)",
+            ));
+        }
+        if *environment == Environment::Production && self.dev.reload_templates == DevSwitch::On {
+            return Err(invalid(
+                "dev.reload_templates",
+                "production loads the mail templates once, at start, as checked before the \
+                 release; it needs false or \"auto\" (which is off there)",
             ));
         }
         self.validate_mail(environment)?;
@@ -763,11 +774,21 @@ impl Settings {
             })
             .collect();
         let on = match self.dev.mailbox {
-            MailboxSwitch::On => true,
-            MailboxSwitch::Off => false,
-            MailboxSwitch::Auto => *environment == Environment::Development && !folders.is_empty(),
+            DevSwitch::On => true,
+            DevSwitch::Off => false,
+            DevSwitch::Auto => *environment == Environment::Development && !folders.is_empty(),
         };
         on.then_some(folders)
+    }
+
+    /// Whether a changed template is used without a restart (`dev.reload_templates`):
+    /// `"auto"` is on in development; `true` is on (refused in production at load).
+    pub fn reload_templates(&self, environment: &Environment) -> bool {
+        match self.dev.reload_templates {
+            DevSwitch::On => true,
+            DevSwitch::Off => false,
+            DevSwitch::Auto => *environment == Environment::Development,
+        }
     }
 
     /// The enabled origin of that name.

@@ -555,9 +555,9 @@ fn dev_mailbox_takes_auto_true_or_false_and_refuses_anything_else() {
     let dir = tempfile::tempdir().unwrap();
     let load = |value: &str| sources(&[("AUTHD__DEV__MAILBOX", value)], None, dir.path()).load();
     let switch = |value: &str| load(value).unwrap().settings.dev.mailbox;
-    assert_eq!(switch("auto"), MailboxSwitch::Auto);
-    assert_eq!(switch("true"), MailboxSwitch::On);
-    assert_eq!(switch("false"), MailboxSwitch::Off);
+    assert_eq!(switch("auto"), DevSwitch::Auto);
+    assert_eq!(switch("true"), DevSwitch::On);
+    assert_eq!(switch("false"), DevSwitch::Off);
     for bad in ["yes", "on", "Auto", "1", ""] {
         let text = load(bad).expect_err(bad).to_string();
         assert!(text.contains("dev.mailbox"), "{bad:?}: {text}");
@@ -622,4 +622,44 @@ fn production_refuses_the_mailbox_switched_on() {
         dir.path(),
     ));
     assert!(msg.contains("dev.mailbox"), "{msg}");
+}
+
+#[test]
+fn production_refuses_template_reload_switched_on_and_auto_is_on_in_development_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let production = [
+        ("AUTHD_ENV", "production"),
+        (
+            "AUTHD__SECRETS__OTP_KEY",
+            "0123456789abcdef0123456789abcdef",
+        ),
+        (
+            "AUTHD__SECRETS__TOTP_KEY",
+            "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+        ),
+        ("AUTHD__SECRETS__SIGNING_KEY", "pem"),
+    ];
+    let mut on = production.to_vec();
+    on.push(("AUTHD__DEV__RELOAD_TEMPLATES", "true"));
+    let msg = err_text(&sources(&on, None, dir.path()));
+    assert!(msg.contains("dev.reload_templates"), "{msg}");
+    let mut bad = production.to_vec();
+    bad.push(("AUTHD__DEV__RELOAD_TEMPLATES", "sometimes"));
+    let msg = err_text(&sources(&bad, None, dir.path()));
+    assert!(msg.contains("\"sometimes\""), "{msg}");
+
+    let settings = |env: &[(&str, &str)]| sources(env, None, dir.path()).load().unwrap().settings;
+    let (dev, prod) = (Environment::Development, Environment::Production);
+    assert!(
+        settings(&[]).reload_templates(&dev),
+        "auto: on in development"
+    );
+    assert!(
+        !settings(&[]).reload_templates(&prod),
+        "auto: off in production"
+    );
+    let off = settings(&[("AUTHD__DEV__RELOAD_TEMPLATES", "false")]);
+    assert!(!off.reload_templates(&dev));
+    let on = settings(&[("AUTHD__DEV__RELOAD_TEMPLATES", "true")]);
+    assert!(on.reload_templates(&dev));
 }

@@ -57,14 +57,21 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'
 pub struct DevMail {
     mailbox: Arc<Mailbox>,
     pages: Arc<tera::Tera>,
+    /// The mail templates in use, when they are reloaded on change: the list page shows why
+    /// the last reload was refused.
+    templates: Option<authd_mail::Templates>,
 }
 
 impl DevMail {
     /// The mailbox over these `(origin, folder)` pairs.
-    pub fn new(folders: Vec<(String, PathBuf)>) -> Result<Self, tera::Error> {
+    pub fn new(
+        folders: Vec<(String, PathBuf)>,
+        templates: Option<authd_mail::Templates>,
+    ) -> Result<Self, tera::Error> {
         Ok(Self {
             mailbox: Arc::new(Mailbox::new(folders)),
             pages: Arc::new(pages()?),
+            templates,
         })
     }
 
@@ -293,6 +300,12 @@ async fn list_page(
     ctx.insert("to", &needle);
     ctx.insert("to_query", &to_query(&needle));
     ctx.insert("folders", &dev.mailbox.folders());
+    ctx.insert(
+        "template_error",
+        &dev.templates
+            .as_ref()
+            .and_then(authd_mail::Templates::last_error),
+    );
     let rows: Vec<Row> = mails.into_iter().take(MAX_ROWS).map(row).collect();
     ctx.insert("shown", &rows.len());
     ctx.insert("mails", &rows);
