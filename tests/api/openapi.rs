@@ -173,3 +173,23 @@ async fn every_operation_has_a_unique_camel_case_operation_id() {
         assert_eq!(ids.get(id).map(String::as_str), Some(op), "{id}");
     }
 }
+
+/// The older clients' alias documents the texts it answers with.
+#[actix_web::test]
+async fn the_legacy_alias_documents_its_own_texts() {
+    let app = TestApp::spawn(Db::Sqlite).await;
+    let doc = app.openapi().await;
+    let legacy = &doc["paths"]["/v1/auth/forgot-password"]["post"];
+    for (status, text) in [
+        ("400", "Missing or misformatted query parameter or body"),
+        ("403", "Forbidden email provider"),
+        ("429", "Last password forgot call was too recent"),
+        ("500", "UNABLE_TO_FIND_MAIL_TEMPLATE"),
+    ] {
+        let description = legacy["responses"][status]["description"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(description.contains(text), "{status}: {description}");
+    }
+    assert!(legacy["responses"]["429"]["headers"]["Retry-After"].is_object());
+}
