@@ -10,6 +10,7 @@ use authd_store::Store;
 use serde::Serialize;
 
 pub mod auth;
+pub mod browser;
 pub mod client_ip;
 pub mod error;
 pub mod hashing;

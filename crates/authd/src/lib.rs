@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
-use actix_web::middleware::from_fn;
+use actix_web::middleware::{from_fn, Condition};
 use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context;
 use authd_api::{ApiError, AppState, BodyLimit};
@@ -101,6 +101,7 @@ impl Application {
             .with_context(|| format!("cannot listen on http.bind = {}", settings.http.bind))?;
         let port = listener.local_addr()?.port();
 
+        let cors = settings.http.cors.clone();
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -111,6 +112,12 @@ impl Application {
                 .app_data(web::PathConfig::default().error_handler(|err, _| {
                     ApiError::bad_request(format!("path is invalid: {err}")).into()
                 }))
+                // Inside `observe`, so preflights are counted and logged like any request.
+                .wrap(Condition::new(
+                    !cors.allowed_origins.is_empty(),
+                    authd_api::browser::cors(&cors),
+                ))
+                .wrap(from_fn(authd_api::browser::cors_refusals))
                 .wrap(from_fn(authd_api::middleware::observe))
                 .configure(authd_api::configure)
                 .default_service(web::to(|| async {
