@@ -8,6 +8,7 @@ mod caching;
 mod cli;
 mod config;
 mod config_keys;
+mod cookie_mode;
 mod cors;
 mod email_transfer;
 mod ensure_services;

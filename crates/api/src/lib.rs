@@ -32,6 +32,8 @@ pub use json::{BodyLimit, JsonBody};
 pub struct AppState {
     pub store: Store,
     pub settings: Arc<Settings>,
+    /// `AUTHD_ENV`: development servers reached as localhost may set cookies without `Secure`.
+    pub environment: authd_settings::Environment,
     pub readiness_timeout: Duration,
     pub limiter: actix::Addr<authd_ratelimit::RateLimiter>,
     pub otp: actix::Addr<authd_otp::OtpIssuer>,

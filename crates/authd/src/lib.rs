@@ -59,6 +59,7 @@ impl std::fmt::Debug for Application {
 impl Application {
     /// Binds both listeners and prepares the servers. Must be called inside an actix system.
     pub async fn build(loaded: Loaded) -> anyhow::Result<Self> {
+        let environment = loaded.environment;
         let settings = Arc::new(loaded.settings);
         let store = open_store(&settings, settings.database.migrate_on_start).await?;
         let prometheus = authd_telemetry::prometheus().map_err(anyhow::Error::msg)?;
@@ -70,6 +71,7 @@ impl Application {
         let state = web::Data::new(AppState {
             store: store.clone(),
             settings: settings.clone(),
+            environment,
             readiness_timeout: Duration::from_millis(settings.http.readiness_timeout_ms),
             limiter: actors.limiter,
             otp: actors.otp,
