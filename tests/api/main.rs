@@ -8,6 +8,8 @@ mod caching;
 mod cli;
 mod config;
 mod config_keys;
+mod cookie_mode;
+mod cors;
 mod dev_mail;
 mod email_transfer;
 mod ensure_services;

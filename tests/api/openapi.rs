@@ -173,3 +173,109 @@ async fn every_operation_has_a_unique_camel_case_operation_id() {
         assert_eq!(ids.get(id).map(String::as_str), Some(op), "{id}");
     }
 }
+
+/// Cookie mode is documented where a client generator and a reader look for it: the `cookie`
+/// parameter, the `Set-Cookie` header, the cookie security scheme and the 403.
+#[actix_web::test]
+async fn the_document_describes_cookie_mode() {
+    let app = TestApp::spawn(Db::Sqlite).await;
+    let doc = app.openapi().await;
+    let op = |path: &str, method: &str| doc["paths"][path][method].clone();
+    for (path, method) in [
+        ("/auth/login", "post"),
+        ("/auth/refreshtoken", "get"),
+        ("/user/2fa/email-otp/authenticate", "post"),
+        ("/user/2fa/totp/authenticate", "post"),
+        ("/user/2fa/recovery-code/authenticate", "post"),
+    ] {
+        let op = op(path, method);
+        let cookie = op["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "cookie")
+            .unwrap_or_else(|| panic!("{path} has no cookie parameter"))
+            .clone();
+        assert_eq!(cookie["in"], "query", "{path}");
+        assert_eq!(cookie["required"], false, "{path}");
+        let set_cookie = &op["responses"]["200"]["headers"]["Set-Cookie"];
+        let text = set_cookie["description"].as_str().unwrap_or_default();
+        for part in [
+            "HttpOnly",
+            "Secure",
+            "SameSite=Strict",
+            "Path=/auth",
+            "Max-Age",
+        ] {
+            assert!(
+                text.contains(part),
+                "{path}: Set-Cookie names {part}: {text}"
+            );
+        }
+        assert!(
+            op["responses"]["400"].is_object(),
+            "{path} documents the 400"
+        );
+    }
+    for path in ["/auth/login", "/auth/refreshtoken"] {
+        let content = &op(path, if path == "/auth/login" { "post" } else { "get" })["responses"]
+            ["200"]["content"];
+        assert!(
+            content["text/plain"].is_object() && content["application/json"].is_object(),
+            "{path} answers text/plain, or JSON null in cookie mode: {content}"
+        );
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["refreshCookie"],
+        serde_json::json!({
+            "type": "apiKey",
+            "in": "cookie",
+            "name": "authd_refresh",
+            "description": doc["components"]["securitySchemes"]["refreshCookie"]["description"],
+        })
+    );
+    for (path, method) in [
+        ("/auth/accesstoken", "get"),
+        ("/auth/refreshtoken", "get"),
+        ("/auth/refreshtoken/validate", "get"),
+        ("/auth/logout", "post"),
+    ] {
+        let op = op(path, method);
+        assert_eq!(
+            op["security"],
+            serde_json::json!([{"refresh": []}, {"refreshCookie": []}]),
+            "{path}"
+        );
+        let forbidden = op["responses"]["403"]["description"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            forbidden.contains("ORIGIN_NOT_ALLOWED") && forbidden.contains("without `Origin`"),
+            "{path}: {forbidden}"
+        );
+    }
+    assert!(
+        op("/auth/logout", "post")["responses"]["204"]["headers"]["Set-Cookie"].is_object(),
+        "logout documents the clearing cookie"
+    );
+}
+
+/// The older clients' alias documents the texts it answers with.
+#[actix_web::test]
+async fn the_legacy_alias_documents_its_own_texts() {
+    let app = TestApp::spawn(Db::Sqlite).await;
+    let doc = app.openapi().await;
+    let legacy = &doc["paths"]["/v1/auth/forgot-password"]["post"];
+    for (status, text) in [
+        ("400", "Missing or misformatted query parameter or body"),
+        ("403", "Forbidden email provider"),
+        ("429", "Last password forgot call was too recent"),
+        ("500", "UNABLE_TO_FIND_MAIL_TEMPLATE"),
+    ] {
+        let description = legacy["responses"][status]["description"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(description.contains(text), "{status}: {description}");
+    }
+    assert!(legacy["responses"]["429"]["headers"]["Retry-After"].is_object());
+}

@@ -18,6 +18,10 @@ both_dbs!(
     a_broken_template_answers_500_with_the_render_reason,
     forbidden_providers_unknown_origins_and_bad_languages_are_refused,
     the_older_clients_alias_sends_the_same_mail,
+    the_older_clients_alias_answers_every_400_with_its_own_text,
+    the_older_clients_alias_answers_a_forbidden_provider_with_its_own_text,
+    the_older_clients_alias_answers_429_with_its_own_text_and_the_wait,
+    the_older_clients_alias_answers_500_as_reset_send,
     an_origin_override_brands_the_mail,
     the_reset_metrics_exist_and_count,
 );
@@ -421,13 +425,107 @@ async fn the_older_clients_alias_sends_the_same_mail(db: Db) {
     app.reset_send("ivy@example.org", "")
         .await
         .assert_error(429, "TOO_MANY_RESET_MAIL_ATTEMPTS");
-    app.post_json("/v1/auth/forgot-password", &json!({"email": "a@b"}))
+    // And the new route's window holds on the alias, in the alias's words.
+    app.post_json(FORGOT, &json!({"email": "ivy@example.org"}))
         .await
-        .assert_error(400, "email must be 5 to 100 characters long");
+        .assert_error(429, "Last password forgot call was too recent");
+}
+
+const FORGOT: &str = "/v1/auth/forgot-password";
+const LEGACY_400: &str = "Missing or misformatted query parameter or body";
+
+async fn the_older_clients_alias_answers_every_400_with_its_own_text(db: Db) {
+    let app = TestApp::spawn(db).await;
     let long = format!("{}@example.org", "a".repeat(90));
-    app.post_json("/v1/auth/forgot-password", &json!({"email": long}))
+    for (query, body) in [
+        ("", json!({"email": "a@b"})),
+        ("", json!({"email": long})),
+        ("", json!({"email": "not-an-address"})),
+        ("", json!({})),
+        ("", json!({"email": 42})),
+        ("?origin=nope", json!({"email": "x@example.org"})),
+        ("?language=nld", json!({"email": "x@example.org"})),
+        (
+            &format!("?origin={}", "o".repeat(257)),
+            json!({"email": "x@example.org"}),
+        ),
+    ] {
+        let res = app.post_json(&format!("{FORGOT}{query}"), &body).await;
+        assert_eq!(res.status, 400, "{query} {body}: {}", res.text);
+        res.assert_error(400, LEGACY_400);
+    }
+    app.post_raw(FORGOT, Some("application/json"), "{\"email\": ")
         .await
-        .assert_error(400, "email must be 5 to 100 characters long");
+        .assert_error(400, LEGACY_400);
+    // What is not a 400 keeps the codes of reset/send.
+    app.post_raw(FORGOT, Some("text/plain"), r#"{"email":"x@example.org"}"#)
+        .await
+        .assert_error(415, "UNSUPPORTED_MEDIA_TYPE");
+    // Nothing was sent or throttled: the address can still ask.
+    assert_eq!(
+        app.post_json(FORGOT, &json!({"email": "x@example.org"}))
+            .await
+            .status,
+        200
+    );
+}
+
+async fn the_older_clients_alias_answers_a_forbidden_provider_with_its_own_text(db: Db) {
+    let app = TestApp::spawn(db).await;
+    for email in ["x@mailinator.com", "x@eu.mailinator.com"] {
+        app.post_json(FORGOT, &json!({ "email": email }))
+            .await
+            .assert_error(403, "Forbidden email provider");
+    }
+}
+
+async fn the_older_clients_alias_answers_429_with_its_own_text_and_the_wait(db: Db) {
+    let app = TestApp::spawn(db).await;
+    app.create_user("kim@example.org", PASSWORD).await;
+    for email in ["kim@example.org", "nobody@example.org"] {
+        let first = app.post_json(FORGOT, &json!({ "email": email })).await;
+        assert_eq!(first.status, 200, "{}", first.text);
+        let res = app.post_json(FORGOT, &json!({ "email": email })).await;
+        res.assert_error(429, "Last password forgot call was too recent");
+        let wait = res.json()["retryAfter"].as_u64().unwrap();
+        assert!((1..=60).contains(&wait), "{wait}");
+        assert_eq!(res.header("retry-after"), Some(wait.to_string().as_str()));
+    }
+    // The per-IP budget speaks the alias's words too.
+    let app = TestApp::spawn_with(
+        db,
+        &[
+            ("AUTHD__LIMITS__IP_RESET__CAPACITY", "1"),
+            ("AUTHD__LIMITS__IP_RESET__REFILL_PER_MINUTE", "1"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        app.post_json(FORGOT, &json!({"email": "a1@example.org"}))
+            .await
+            .status,
+        200
+    );
+    let res = app
+        .post_json(FORGOT, &json!({"email": "a2@example.org"}))
+        .await;
+    res.assert_error(429, "Last password forgot call was too recent");
+    assert!(res.header("retry-after").is_some());
+}
+
+async fn the_older_clients_alias_answers_500_as_reset_send(db: Db) {
+    let scratch = tempfile::tempdir().unwrap();
+    let templates = templates_copy(scratch.path());
+    std::fs::remove_dir_all(templates.join("password_reset")).unwrap();
+    std::fs::remove_dir_all(templates.join("origins")).unwrap();
+    let app = TestApp::spawn_with(
+        db,
+        &[("AUTHD__MAIL__TEMPLATES_DIR", templates.to_str().unwrap())],
+    )
+    .await;
+    app.post_json(FORGOT, &json!({"email": "gus@example.org"}))
+        .await
+        .assert_error(500, "UNABLE_TO_FIND_MAIL_TEMPLATE");
 }
 
 async fn an_origin_override_brands_the_mail(db: Db) {

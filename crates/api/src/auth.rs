@@ -1,6 +1,8 @@
 //! Token extractors, one per kind the contract names. A missing or malformed
 //! `Authorization: Bearer` header is 401 `NO_TOKEN_PROVIDED`; a token that is expired,
-//! revoked, of the wrong kind or badly signed is 401 `INVALID_TOKEN`.
+//! revoked, of the wrong kind or badly signed is 401 `INVALID_TOKEN`. A refresh token may
+//! also come in the cookie of cookie mode (see [`crate::browser`]) when no `Authorization`
+//! header is given.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -56,12 +58,57 @@ fn bearer_and_state(req: &HttpRequest) -> Result<(String, web::Data<AppState>), 
 
 type Fut<T> = Pin<Box<dyn Future<Output = Result<T, ApiError>>>>;
 
+/// A presented refresh token: from `Authorization: Bearer` when that header is there at all
+/// (the header wins over the cookie), else from the `authd_refresh` cookie, which is accepted
+/// only from an allowed origin (403 `ORIGIN_NOT_ALLOWED`).
+#[derive(Clone)]
+pub struct PresentedRefresh {
+    pub token: String,
+    /// The token came in the cookie: the answer keeps it there.
+    pub via_cookie: bool,
+}
+
+impl std::fmt::Debug for PresentedRefresh {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PresentedRefresh")
+            .field("token", &"<redacted>")
+            .field("via_cookie", &self.via_cookie)
+            .finish()
+    }
+}
+
+fn presented_refresh(req: &HttpRequest) -> Result<PresentedRefresh, ApiError> {
+    if req.headers().contains_key(header::AUTHORIZATION) {
+        return Ok(PresentedRefresh {
+            token: bearer(req)?,
+            via_cookie: false,
+        });
+    }
+    let token = crate::browser::refresh_cookie(req).ok_or_else(no_token)?;
+    crate::browser::check_origin(req, state(req)?.get_ref())?;
+    Ok(PresentedRefresh {
+        token,
+        via_cookie: true,
+    })
+}
+
+impl FromRequest for PresentedRefresh {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(presented_refresh(req))
+    }
+}
+
 /// A live refresh token: the login it belongs to.
 #[derive(Debug, Clone)]
 pub struct RefreshAuth {
     pub user_id: i64,
     pub family_id: String,
     pub token_hash: String,
+    /// The token came in the cookie of cookie mode.
+    pub via_cookie: bool,
 }
 
 impl FromRequest for RefreshAuth {
@@ -69,9 +116,9 @@ impl FromRequest for RefreshAuth {
     type Future = Fut<Self>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let parts = bearer_and_state(req);
+        let parts = presented_refresh(req).and_then(|p| Ok((p, state(req)?)));
         Box::pin(async move {
-            let (token, state) = parts?;
+            let (PresentedRefresh { token, via_cookie }, state) = parts?;
             let hash = refresh_token_hash(&token);
             let lookup = hash.clone();
             let clock = state.clock.clone();
@@ -90,21 +137,9 @@ impl FromRequest for RefreshAuth {
                 user_id: live.user_id,
                 family_id: live.family_id,
                 token_hash: hash,
+                via_cookie,
             })
         })
-    }
-}
-
-/// The raw bearer token, for the rotation call that must tell a rotated token from an unknown one.
-#[derive(Debug, Clone)]
-pub struct RawBearer(pub String);
-
-impl FromRequest for RawBearer {
-    type Error = ApiError;
-    type Future = std::future::Ready<Result<Self, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        std::future::ready(bearer(req).map(RawBearer))
     }
 }
 

@@ -135,6 +135,15 @@ impl ApiError {
         }
     }
 
+    /// The same answer (status, `retryAfter`, logged cause) with another message: for the
+    /// older clients' alias, which speaks its own texts.
+    pub(crate) fn with_message(self, message: &'static str) -> Self {
+        Self {
+            message: Cow::Borrowed(message),
+            ..self
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         self.status
     }

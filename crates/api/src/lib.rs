@@ -10,6 +10,7 @@ use authd_store::Store;
 use serde::Serialize;
 
 pub mod auth;
+pub mod browser;
 pub mod client_ip;
 pub mod error;
 pub mod hashing;
@@ -31,6 +32,8 @@ pub use json::{BodyLimit, JsonBody};
 pub struct AppState {
     pub store: Store,
     pub settings: Arc<Settings>,
+    /// `AUTHD_ENV`: development servers reached as localhost may set cookies without `Secure`.
+    pub environment: authd_settings::Environment,
     pub readiness_timeout: Duration,
     pub limiter: actix::Addr<authd_ratelimit::RateLimiter>,
     pub otp: actix::Addr<authd_otp::OtpIssuer>,

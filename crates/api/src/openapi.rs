@@ -16,7 +16,17 @@ use crate::routes;
             Framework refusals use `NOT_FOUND` (404), `METHOD_NOT_ALLOWED` (405, with `Allow`), \
             `PAYLOAD_TOO_LARGE` (413, bodies over 16 KiB), `UNSUPPORTED_MEDIA_TYPE` (415, a JSON \
             body without `Content-Type: application/json`) and `INTERNAL_SERVER_ERROR` (500). \
-            Every response carries `X-Request-Id`.",
+            Every response carries `X-Request-Id`.\n\n\
+            **Browser apps.** The origins listed in `http.cors.allowed_origins` may call the API \
+            cross-origin with credentials (CORS; methods GET, POST, PUT, DELETE; headers \
+            `Authorization`, `Content-Type`, `X-Request-Id`; `Retry-After` and `X-Request-Id` \
+            readable by scripts). A refused preflight answers 403 `ORIGIN_NOT_ALLOWED`, \
+            `CORS_METHOD_NOT_ALLOWED` or `CORS_HEADERS_NOT_ALLOWED`. In cookie mode \
+            (`cookie=true` on login, refresh and the `authenticate` calls) the refresh token is \
+            kept in the `HttpOnly` cookie `authd_refresh` (`Secure; SameSite=Strict; \
+            Path=/auth`) instead of the body; the four calls that take a refresh token accept \
+            that cookie when no `Authorization` header is given (the header wins when both are \
+            there), only from an allowed `Origin`.",
     ),
     paths(
         routes::password::reset_send,
@@ -53,7 +63,7 @@ use crate::routes;
         routes::ops::readyz,
     ),
     components(schemas(ErrorBody, routes::ops::Status)),
-    modifiers(&SecuritySchemes, &BodyRefusals),
+    modifiers(&SecuritySchemes, &BodyRefusals, &CookieModeDocs),
     tags(
         (name = "authentication", description = "Login, refresh, access and signing keys"),
         (name = "password", description = "Change the password"),
@@ -91,6 +101,79 @@ impl utoipa::Modify for SecuritySchemes {
                 .description(Some(what))
                 .build();
             components.add_security_scheme(name, SecurityScheme::Http(scheme));
+        }
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue};
+        components.add_security_scheme(
+            "refreshCookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                crate::browser::REFRESH_COOKIE,
+                "A refresh token in the cookie set by cookie mode (`cookie=true`). Used only \
+                 when no `Authorization` header is given, and only from an `Origin` listed in \
+                 `http.cors.allowed_origins` (else 403 `ORIGIN_NOT_ALLOWED`).",
+            ))),
+        );
+    }
+}
+
+/// The calls that accept the refresh cookie.
+const COOKIE_CALLS: [&str; 4] = [
+    "/auth/accesstoken",
+    "/auth/refreshtoken",
+    "/auth/refreshtoken/validate",
+    "/auth/logout",
+];
+
+/// Cookie mode, documented once: the `Set-Cookie` of every 200 of an operation with the
+/// `cookie` parameter, and the 403 of every call that accepts the refresh cookie.
+#[derive(Debug)]
+struct CookieModeDocs;
+
+impl utoipa::Modify for CookieModeDocs {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::header::HeaderBuilder;
+        use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, RefOr, ResponseBuilder, Type};
+        let set_cookie = HeaderBuilder::new()
+            .schema(ObjectBuilder::new().schema_type(Type::String))
+            .description(Some(
+                "In cookie mode only: `authd_refresh=<refresh token>; Max-Age=<the token's \
+                 remaining lifetime in seconds>; Path=/auth; HttpOnly; Secure; SameSite=Strict`. \
+                 `Secure` is left off only by a server with `AUTHD_ENV=development` reached as \
+                 `localhost` or `127.0.0.1`.",
+            ))
+            .build();
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            for op in [&mut item.get, &mut item.post].into_iter().flatten() {
+                let has_cookie_param = op
+                    .parameters
+                    .as_ref()
+                    .is_some_and(|ps| ps.iter().any(|p| p.name == "cookie"));
+                if has_cookie_param {
+                    if let Some(RefOr::T(ok)) = op.responses.responses.get_mut("200") {
+                        ok.headers
+                            .insert("Set-Cookie".to_owned(), set_cookie.clone());
+                    }
+                }
+                if COOKIE_CALLS.contains(&path.as_str()) {
+                    let forbidden = ResponseBuilder::new()
+                        .description(
+                            "`ORIGIN_NOT_ALLOWED`: the refresh token came in the `authd_refresh` \
+                             cookie (no `Authorization` header) and the request's `Origin` is \
+                             not one of `http.cors.allowed_origins`. A request without `Origin` \
+                             is refused too: the check is the protection against cross-site \
+                             request forgery.",
+                        )
+                        .content(
+                            "application/json",
+                            ContentBuilder::new()
+                                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                                .build(),
+                        )
+                        .build();
+                    op.responses
+                        .responses
+                        .insert("403".to_owned(), RefOr::T(forbidden));
+                }
+            }
         }
     }
 }

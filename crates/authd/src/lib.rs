@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
-use actix_web::middleware::from_fn;
+use actix_web::middleware::{from_fn, Condition};
 use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context;
 use authd_api::{ApiError, AppState, BodyLimit};
@@ -67,18 +67,20 @@ impl Application {
     /// the service, an adjustable one in tests that cross windows and expiries without
     /// sleeping.
     pub async fn build_with_clock(loaded: Loaded, clock: Clock) -> anyhow::Result<Self> {
+        let environment = loaded.environment;
         let settings = Arc::new(loaded.settings);
         let store = open_store(&settings, settings.database.migrate_on_start).await?;
         let prometheus = authd_telemetry::prometheus().map_err(anyhow::Error::msg)?;
 
         let keys = keys::Keys::resolve(&settings, &store).await?;
         spawn_housekeeping(&settings, store.clone(), clock.clone());
-        let templates = templates(&settings, &loaded.environment)?;
+        let templates = templates(&settings, &environment)?;
         let actors = start_actors(&settings, &store, &keys, &clock, templates.clone())?;
         let mailer = actors.mailer.clone();
         let state = web::Data::new(AppState {
             store: store.clone(),
             settings: settings.clone(),
+            environment: environment.clone(),
             readiness_timeout: Duration::from_millis(settings.http.readiness_timeout_ms),
             limiter: actors.limiter,
             otp: actors.otp,
@@ -107,11 +109,12 @@ impl Application {
             ),
         });
         let limit = web::Data::new(BodyLimit(settings.http.body_limit_bytes));
-        let dev_mail = dev_mailbox(&settings, &loaded.environment, templates)?;
+        let dev_mail = dev_mailbox(&settings, &environment, templates)?;
         let listener = TcpListener::bind(&settings.http.bind)
             .with_context(|| format!("cannot listen on http.bind = {}", settings.http.bind))?;
         let port = listener.local_addr()?.port();
 
+        let cors = settings.http.cors.clone();
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -122,6 +125,12 @@ impl Application {
                 .app_data(web::PathConfig::default().error_handler(|err, _| {
                     ApiError::bad_request(format!("path is invalid: {err}")).into()
                 }))
+                // Inside `observe`, so preflights are counted and logged like any request.
+                .wrap(Condition::new(
+                    !cors.allowed_origins.is_empty(),
+                    authd_api::browser::cors(&cors),
+                ))
+                .wrap(from_fn(authd_api::browser::cors_refusals))
                 .wrap(from_fn(authd_api::middleware::observe))
                 .configure(authd_api::configure)
                 .configure(|cfg| {

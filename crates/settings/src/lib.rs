@@ -297,6 +297,105 @@ pub struct HttpSettings {
     pub readiness_timeout_ms: u64,
     pub trusted_proxies: Vec<String>,
     pub client_ip_header: ClientIpHeader,
+    pub cors: CorsSettings,
+}
+
+/// Cross-origin calls from browser apps. No origins (the default) means CORS is off: no
+/// `Access-Control-*` headers, preflights unanswered, and no call authenticated by the refresh
+/// cookie passes the origin check.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsSettings {
+    /// Exact origins (`https://app.example.com`) as browsers send them in `Origin`.
+    pub allowed_origins: Vec<String>,
+    /// How long a browser may cache a preflight's answer (`Access-Control-Max-Age`).
+    pub max_age_secs: u64,
+}
+
+/// Browsers cache a preflight for at most a day (Firefox; Chromium caps it at 2 hours).
+pub const CORS_MAX_AGE_LIMIT_SECS: u64 = 86_400;
+
+/// Why `origin` is not a bare origin written the way a browser sends it in `Origin`
+/// (`scheme://host[:port]`, lower case, no default port, no path), or `None` when it is one.
+/// A browser's `Origin` is compared byte for byte, so any other spelling would never match.
+pub fn origin_problem(origin: &str) -> Option<String> {
+    if origin.contains('*') {
+        return Some(format!(
+            "{origin:?}: wildcards are not allowed; list each origin (credentials are allowed, \
+             so a wildcard would let any site act for a signed-in user)"
+        ));
+    }
+    let (scheme, rest) = if let Some(rest) = origin.strip_prefix("https://") {
+        ("https", rest)
+    } else if let Some(rest) = origin.strip_prefix("http://") {
+        ("http", rest)
+    } else {
+        return Some(format!(
+            "{origin:?} is not an origin: it must start with https:// or http://"
+        ));
+    };
+    if rest.is_empty() || rest.contains(['/', '?', '#', '@', ' ']) {
+        return Some(format!(
+            "{origin:?} is not a bare origin: write scheme://host[:port], without path, trailing \
+             slash, query or user"
+        ));
+    }
+    let (host, port) = if rest.starts_with('[') {
+        // An IPv6 literal, compressed and lower case as browsers write it.
+        let end = rest.find(']').unwrap_or(rest.len());
+        let addr = rest.get(1..end).unwrap_or_default();
+        let canonical = addr
+            .parse::<std::net::Ipv6Addr>()
+            .is_ok_and(|a| a.to_string() == addr);
+        let port = match rest.get(end + 1..) {
+            Some("") => None,
+            Some(tail) if canonical && tail.starts_with(':') => Some(&tail[1..]),
+            _ => {
+                return Some(format!(
+                "{origin:?}: write an IPv6 host compressed and in brackets, e.g. http://[::1]:8080"
+            ))
+            }
+        };
+        if !canonical {
+            return Some(format!(
+                "{origin:?}: write an IPv6 host compressed and in brackets, e.g. http://[::1]:8080"
+            ));
+        }
+        (&rest[..=end], port)
+    } else {
+        match rest.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (rest, None),
+        }
+    };
+    let host_ok = host.starts_with('[')
+        || (!host.is_empty()
+            && !host.starts_with(['.', '-'])
+            && !host.ends_with(['.', '-'])
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.".contains(&b)));
+    if !host_ok {
+        return Some(format!(
+            "{origin:?}: the host must be a lower-case name or address, as browsers send it"
+        ));
+    }
+    if let Some(port) = port {
+        let number = port.parse::<u16>().ok().filter(|n| {
+            *n > 0 && !port.starts_with('0') && port.bytes().all(|b| b.is_ascii_digit())
+        });
+        let Some(number) = number else {
+            return Some(format!(
+                "{origin:?}: the port must be a number from 1 to 65535"
+            ));
+        };
+        if (scheme, number) == ("https", 443) || (scheme, number) == ("http", 80) {
+            return Some(format!(
+                "{origin:?}: leave out the default port; browsers send {scheme}://{host}"
+            ));
+        }
+    }
+    None
 }
 
 /// The header a trusted proxy writes the client address into. Only that one is read: a
@@ -494,6 +593,7 @@ impl Sources {
             .try_parsing(true)
             .list_separator(",")
             .with_list_parse_key("http.trusted_proxies")
+            .with_list_parse_key("http.cors.allowed_origins")
             .with_list_parse_key("mail.forbidden_domains")
             .with_list_parse_key("mail.allowed_domains")
             .with_list_parse_key("tokens.retired_signing_key_files");
@@ -604,6 +704,17 @@ impl Settings {
                     &format!("{p:?} is not an IP address or CIDR"),
                 ));
             }
+        }
+        for o in &self.http.cors.allowed_origins {
+            if let Some(reason) = origin_problem(o) {
+                return Err(invalid("http.cors.allowed_origins", &reason));
+            }
+        }
+        if self.http.cors.max_age_secs > CORS_MAX_AGE_LIMIT_SECS {
+            return Err(invalid(
+                "http.cors.max_age_secs",
+                "must be at most 86400 (browsers cache a preflight for a day at most)",
+            ));
         }
         if self.database.pool_max_size == 0 {
             return Err(invalid("database.pool_max_size", "must be at least 1"));

@@ -663,3 +663,85 @@ fn production_refuses_template_reload_switched_on_and_auto_is_on_in_development_
     let on = settings(&[("AUTHD__DEV__RELOAD_TEMPLATES", "true")]);
     assert!(on.reload_templates(&dev));
 }
+
+#[test]
+fn cors_allowed_origins_are_read_from_a_comma_separated_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let loaded = sources(
+        &[(
+            "AUTHD__HTTP__CORS__ALLOWED_ORIGINS",
+            "https://app.example.com,http://localhost:5173",
+        )],
+        None,
+        dir.path(),
+    )
+    .load()
+    .unwrap();
+    assert_eq!(
+        loaded.settings.http.cors.allowed_origins,
+        ["https://app.example.com", "http://localhost:5173"]
+    );
+    let defaults = sources(&[], None, dir.path()).load().unwrap();
+    assert!(defaults.settings.http.cors.allowed_origins.is_empty());
+}
+
+#[test]
+fn cors_allowed_origins_refuse_wildcards_and_anything_but_a_bare_origin() {
+    let dir = tempfile::tempdir().unwrap();
+    for bad in [
+        "*",
+        "https://*.example.com",
+        "null",
+        "app.example.com",
+        "ftp://app.example.com",
+        "https://app.example.com/",
+        "https://app.example.com/app",
+        "https://app.example.com?x=1",
+        "https://user@app.example.com",
+        "https://App.Example.com",
+        "https://app.example.com:443",
+        "http://app.example.com:80",
+        "https://app.example.com:0",
+        "https://app.example.com:65536",
+        "https://app.example.com:08080",
+        "https://",
+        "http://[::1",
+        "http://[0:0:0:0:0:0:0:1]",
+        "",
+    ] {
+        let text = err_text(&sources(
+            &[("AUTHD__HTTP__CORS__ALLOWED_ORIGINS", bad)],
+            None,
+            dir.path(),
+        ));
+        assert!(
+            text.contains("http.cors.allowed_origins"),
+            "{bad:?} must be refused with the key named: {text}"
+        );
+    }
+    for good in [
+        "https://app.example.com",
+        "http://localhost:5173",
+        "http://127.0.0.1:8080",
+        "http://[::1]:3000",
+        "https://app.example.com:8443",
+    ] {
+        assert_eq!(origin_problem(good), None, "{good}");
+    }
+    let file = dir.path().join("cors.toml");
+    std::fs::write(&file, "[http.cors]\nallowed_origins = [\"*\"]\n").unwrap();
+    let text = err_text(&sources(&[], Some(&file), dir.path()));
+    assert!(text.contains("wildcards are not allowed"), "{text}");
+    std::fs::write(&file, "[http.cors]\nallowed_methods = [\"GET\"]\n").unwrap();
+    let text = err_text(&sources(&[], Some(&file), dir.path()));
+    assert!(
+        text.contains("allowed_methods"),
+        "unknown keys are refused: {text}"
+    );
+    let text = err_text(&sources(
+        &[("AUTHD__HTTP__CORS__MAX_AGE_SECS", "86401")],
+        None,
+        dir.path(),
+    ));
+    assert!(text.contains("http.cors.max_age_secs"), "{text}");
+}

@@ -13,7 +13,8 @@ use authd_telemetry::names;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::auth::{invalid_token, AccessAuth, RawBearer, RefreshAuth};
+use crate::auth::{invalid_token, AccessAuth, PresentedRefresh, RefreshAuth};
+use crate::browser::{clear_refresh_cookie, set_refresh_cookie, CookieMode, CookieQuery};
 use crate::error::ErrorBody;
 use crate::services::accounts::{confirm_password, guarded_password_check, password_incorrect};
 use crate::services::sessions::{issue_refresh_in_family, ms};
@@ -61,12 +62,31 @@ fn text(token: String) -> HttpResponse {
         .body(token)
 }
 
+/// A 200 answer carrying a new refresh token: `text/plain` in the body, or in cookie mode the
+/// JSON body `null` and the token in the cookie.
+fn refresh_answer(
+    req: &actix_web::HttpRequest,
+    state: &AppState,
+    cookie_mode: bool,
+    token: String,
+) -> HttpResponse {
+    if !cookie_mode {
+        return text(token);
+    }
+    let mut res = json_ok(&());
+    set_refresh_cookie(&mut res, req, state, &token);
+    res
+}
+
 /// Exchanges an email and password for a refresh token (`text/plain`). Unknown accounts,
-/// disabled accounts and wrong passwords get the same answer in the same time.
+/// disabled accounts and wrong passwords get the same answer in the same time. With
+/// `cookie=true` the token is set as the `authd_refresh` cookie and the body is `null`.
 #[utoipa::path(post, path = "/auth/login", operation_id = "login", tag = "authentication", request_body = LoginBody,
+    params(CookieQuery),
     responses(
-        (status = 200, description = "A refresh token", content_type = "text/plain", body = String),
-        (status = 400, description = "Invalid input (a sentence)", body = ErrorBody),
+        (status = 200, description = "A refresh token (`text/plain`); with `cookie=true` the JSON body `null`, the token in the `authd_refresh` cookie",
+            content((String = "text/plain"), (Option<String> = "application/json", example = json!(null)))),
+        (status = 400, description = "Invalid input (a sentence), e.g. `cookie must be true or false`", body = ErrorBody),
         (status = 401, description = "`PASSWORD_INCORRECT`; or `TWO_FACTOR_REQUIRED` (the password was right, the account has a second factor): the body then also has `partialToken` and `methods`", body = TwoFactorRequiredBody),
         (status = 413, description = "`PAYLOAD_TOO_LARGE`", body = ErrorBody),
         (status = 415, description = "`UNSUPPORTED_MEDIA_TYPE`", body = ErrorBody),
@@ -77,6 +97,7 @@ fn text(token: String) -> HttpResponse {
 pub async fn login(
     state: web::Data<AppState>,
     req: actix_web::HttpRequest,
+    cookie: CookieMode,
     body: JsonBody<LoginBody>,
 ) -> Result<HttpResponse, ApiError> {
     crate::client_ip::ip_budget(&state, &req, authd_ratelimit::IpGroup::Login).await?;
@@ -147,7 +168,7 @@ pub async fn login(
     }
     let (token, _) = issue_refresh_in_family(&state, user.id).await?;
     metrics::counter!(names::LOGINS_TOTAL, "outcome" => "success").increment(1);
-    Ok(text(token))
+    Ok(refresh_answer(&req, &state, cookie.0, token))
 }
 
 /// The body of the login's 401: the contract's error fields, and with `TWO_FACTOR_REQUIRED`
@@ -227,8 +248,9 @@ async fn rehash(state: &AppState, user_id: i64, password: String) {
     }
 }
 
-/// Makes an access token from a refresh token (`text/plain`).
-#[utoipa::path(get, path = "/auth/accesstoken", operation_id = "accesstoken", tag = "authentication", security(("refresh" = [])),
+/// Makes an access token from a refresh token (`text/plain`), given as a bearer token or
+/// as the `authd_refresh` cookie.
+#[utoipa::path(get, path = "/auth/accesstoken", operation_id = "accesstoken", tag = "authentication", security(("refresh" = []), ("refreshCookie" = [])),
     responses(
         (status = 200, description = "An access token (JWT)", content_type = "text/plain", body = String),
         (status = 401, description = "`NO_TOKEN_PROVIDED` or `INVALID_TOKEN`", body = ErrorBody),
@@ -264,17 +286,25 @@ pub async fn validate_access(auth: AccessAuth) -> HttpResponse {
 
 /// Rotates a refresh token: the presented one is revoked and a new one of the same login
 /// returned. Presenting an already rotated token revokes the whole login (theft detection).
-#[utoipa::path(get, path = "/auth/refreshtoken", operation_id = "refreshtoken", tag = "authentication", security(("refresh" = [])),
+/// A token presented in the `authd_refresh` cookie is answered in cookie mode whatever the
+/// `cookie` parameter says (a token a script could not read stays out of its reach); a bearer
+/// token is answered in cookie mode with `cookie=true`.
+#[utoipa::path(get, path = "/auth/refreshtoken", operation_id = "refreshtoken", tag = "authentication", security(("refresh" = []), ("refreshCookie" = [])),
+    params(CookieQuery),
     responses(
-        (status = 200, description = "A new refresh token", content_type = "text/plain", body = String),
+        (status = 200, description = "A new refresh token (`text/plain`); in cookie mode the JSON body `null`, the token in the `authd_refresh` cookie",
+            content((String = "text/plain"), (Option<String> = "application/json", example = json!(null)))),
+        (status = 400, description = "`cookie must be true or false`", body = ErrorBody),
         (status = 401, description = "`NO_TOKEN_PROVIDED` or `INVALID_TOKEN`", body = ErrorBody),
     ))]
 pub async fn rotate_refresh(
     state: web::Data<AppState>,
-    bearer: RawBearer,
+    req: actix_web::HttpRequest,
+    cookie: CookieMode,
+    presented: PresentedRefresh,
     ip: crate::client_ip::ClientIp,
 ) -> Result<HttpResponse, ApiError> {
-    let old = refresh_token_hash(&bearer.0);
+    let old = refresh_token_hash(&presented.token);
     let new = new_refresh_token();
     let new_hash = refresh_token_hash(&new);
     let lifetime = ms(Duration::from_secs(
@@ -317,10 +347,15 @@ pub async fn rotate_refresh(
     if !rotated {
         return Err(invalid_token());
     }
-    Ok(text(new))
+    Ok(refresh_answer(
+        &req,
+        &state,
+        cookie.0 || presented.via_cookie,
+        new,
+    ))
 }
 
-#[utoipa::path(get, path = "/auth/refreshtoken/validate", operation_id = "validateRefreshtoken", tag = "authentication", security(("refresh" = [])),
+#[utoipa::path(get, path = "/auth/refreshtoken/validate", operation_id = "validateRefreshtoken", tag = "authentication", security(("refresh" = []), ("refreshCookie" = [])),
     responses(
         (status = 200, description = "The token is valid", body = UserIdBody),
         (status = 401, description = "`NO_TOKEN_PROVIDED` or `INVALID_TOKEN`", body = ErrorBody),
@@ -331,14 +366,17 @@ pub async fn validate_refresh(auth: RefreshAuth) -> HttpResponse {
     })
 }
 
-/// Revokes the presented refresh token.
-#[utoipa::path(post, path = "/auth/logout", operation_id = "logout", tag = "authentication", security(("refresh" = [])),
+/// Revokes the presented refresh token. When it came in the `authd_refresh` cookie, the
+/// answer also clears the cookie.
+#[utoipa::path(post, path = "/auth/logout", operation_id = "logout", tag = "authentication", security(("refresh" = []), ("refreshCookie" = [])),
     responses(
-        (status = 204, description = "Logged out"),
+        (status = 204, description = "Logged out",
+            headers(("Set-Cookie" = String, description = "When the token came in the cookie: `authd_refresh=; Max-Age=0` with the cookie's attributes, which removes it"))),
         (status = 401, description = "`NO_TOKEN_PROVIDED` or `INVALID_TOKEN`", body = ErrorBody),
     ))]
 pub async fn logout(
     state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
     auth: RefreshAuth,
 ) -> Result<HttpResponse, ApiError> {
     let hash = auth.token_hash;
@@ -347,7 +385,11 @@ pub async fn logout(
         .store
         .run(move |c| refresh_tokens::revoke(c, &hash, clock.now_ms()))
         .await?;
-    Ok(HttpResponse::NoContent().finish())
+    let mut res = HttpResponse::NoContent().finish();
+    if auth.via_cookie {
+        clear_refresh_cookie(&mut res, &req, &state);
+    }
+    Ok(res)
 }
 
 /// The public keys that verify access tokens (RFC 7517; Ed25519 keys as OKP, RFC 8037).

@@ -91,25 +91,45 @@ pub async fn reset_send(
 }
 
 /// The older clients' alias of `POST /user/password/reset/send` (email of 5 to 100 characters).
+/// It answers like `reset/send` except for the `message` of its errors, which the older
+/// clients match on: every 400 (body, email, `origin`, `language`, `UNKNOWN_ORIGIN`) is
+/// `Missing or misformatted query parameter or body`, the 403 is `Forbidden email provider`,
+/// every 429 is `Last password forgot call was too recent` (with `retryAfter` and
+/// `Retry-After`); 413, 415 and 500 are as on `reset/send`.
 #[utoipa::path(post, path = "/v1/auth/forgot-password", operation_id = "forgotPasswordLegacy", tag = "password reset",
     params(MailQuery), request_body = ForgotPasswordBody,
     responses(
         (status = 200, description = "Accepted", body = Option<String>, example = json!(null)),
-        (status = 400, description = "Invalid input (a sentence), or `UNKNOWN_ORIGIN`", body = ErrorBody),
-        (status = 403, description = "`FORBIDDEN_MAIL_PROVIDER`", body = ErrorBody),
+        (status = 400, description = "`Missing or misformatted query parameter or body` (any invalid input, an unknown origin included)", body = ErrorBody),
+        (status = 403, description = "`Forbidden email provider`", body = ErrorBody),
         (status = 413, description = "`PAYLOAD_TOO_LARGE`", body = ErrorBody),
         (status = 415, description = "`UNSUPPORTED_MEDIA_TYPE`", body = ErrorBody),
-        (status = 429, description = "`TOO_MANY_RESET_MAIL_ATTEMPTS`, or `TOO_MANY_REQUESTS` from this client IP", body = ErrorBody,
+        (status = 429, description = "`Last password forgot call was too recent` (one mail per address per window, or too many calls from this client IP)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds until the same call can succeed"))),
         (status = 500, description = "`UNABLE_TO_FIND_MAIL_TEMPLATE`", body = ErrorBody),
     ))]
 pub async fn forgot_password(
     state: web::Data<AppState>,
     req: actix_web::HttpRequest,
-    query: web::Query<MailQuery>,
-    body: JsonBody<ForgotPasswordBody>,
+    query: Result<web::Query<MailQuery>, actix_web::Error>,
+    body: Result<JsonBody<ForgotPasswordBody>, ApiError>,
 ) -> Result<HttpResponse, ApiError> {
-    crate::client_ip::ip_budget(&state, &req, authd_ratelimit::IpGroup::Reset).await?;
+    forgot_password_answer(&state, &req, query, body)
+        .await
+        .map_err(legacy_text)
+}
+
+async fn forgot_password_answer(
+    state: &AppState,
+    req: &actix_web::HttpRequest,
+    query: Result<web::Query<MailQuery>, actix_web::Error>,
+    body: Result<JsonBody<ForgotPasswordBody>, ApiError>,
+) -> Result<HttpResponse, ApiError> {
+    // In the order of `reset/send`: the extractors' refusals, the IP budget, then the input.
+    // The query's own refusal is a 400 sentence; the alias replaces it anyway.
+    let query = query.map_err(|_| ApiError::bad_request("query string is invalid"))?;
+    let body = body?;
+    crate::client_ip::ip_budget(state, req, authd_ratelimit::IpGroup::Reset).await?;
     query.check()?;
     let len = body.0.email.chars().count();
     if !(5..=100).contains(&len) {
@@ -117,7 +137,17 @@ pub async fn forgot_password(
             "email must be 5 to 100 characters long",
         ));
     }
-    send_reset(&state, &query, &body.0.email).await
+    send_reset(state, &query, &body.0.email).await
+}
+
+/// The alias's texts, in place of the codes and sentences of `reset/send`.
+fn legacy_text(e: ApiError) -> ApiError {
+    match e.status().as_u16() {
+        400 => e.with_message("Missing or misformatted query parameter or body"),
+        403 => e.with_message("Forbidden email provider"),
+        429 => e.with_message("Last password forgot call was too recent"),
+        _ => e,
+    }
 }
 
 async fn send_reset(

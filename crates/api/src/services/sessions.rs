@@ -2,13 +2,14 @@
 
 use std::time::Duration;
 
-use actix_web::HttpResponse;
+use actix_web::{HttpRequest, HttpResponse};
 use authd_domain::tokens::{new_refresh_token, refresh_token_hash, TokenKind};
 use authd_store::refresh_tokens;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::auth::AccessOrPartial;
+use crate::browser::{set_refresh_cookie, CookieMode};
 use crate::{json_ok, ApiError, AppState};
 
 /// Milliseconds of a duration, saturating far in the future.
@@ -45,18 +46,22 @@ pub(crate) async fn issue_refresh_in_family(
 pub struct SecondFactorTokens {
     /// A new access token when the call completed a login (partial token), else `null`.
     pub access_token: Option<String>,
-    /// A new refresh token when the call completed a login (partial token), else `null`.
+    /// A new refresh token when the call completed a login (partial token), else `null`. Also
+    /// `null` with `cookie=true`: the token is then in the `authd_refresh` cookie.
     pub refresh_token: Option<String>,
     /// A sudo token: proof of recent presence for the calls that need it.
     pub sudo_token: String,
 }
 
 /// What a passed second factor earns: with a partial token, a whole new login (refresh,
-/// access and sudo tokens); with an access token, a sudo token for the same login.
+/// access and sudo tokens); with an access token, a sudo token for the same login. In cookie
+/// mode a new refresh token goes into the cookie instead of the body.
 pub(crate) async fn tokens_for(
     state: &AppState,
     auth: &AccessOrPartial,
     method: &'static str,
+    req: &HttpRequest,
+    cookie: CookieMode,
 ) -> Result<HttpResponse, ApiError> {
     let now = state.clock.now_secs();
     let tokens = &state.settings.tokens;
@@ -66,8 +71,15 @@ pub(crate) async fn tokens_for(
             .sign(kind, auth.user_id, sid, Duration::from_secs(secs), now)
             .map_err(ApiError::internal)
     };
+    let mut set_cookie = None;
     let body = if auth.partial {
         let (refresh, family) = issue_refresh_in_family(state, auth.user_id).await?;
+        let in_body = if cookie.0 {
+            set_cookie = Some(refresh);
+            None
+        } else {
+            Some(refresh)
+        };
         metrics::counter!(authd_telemetry::names::LOGINS_TOTAL, "outcome" => "success")
             .increment(1);
         SecondFactorTokens {
@@ -76,7 +88,7 @@ pub(crate) async fn tokens_for(
                 Some(&family),
                 tokens.access_lifetime_secs,
             )?),
-            refresh_token: Some(refresh),
+            refresh_token: in_body,
             sudo_token: sign(TokenKind::Sudo, Some(&family), tokens.sudo_lifetime_secs)?,
         }
     } else {
@@ -96,5 +108,9 @@ pub(crate) async fn tokens_for(
         login = auth.partial,
         "second factor passed"
     );
-    Ok(json_ok(&body))
+    let mut res = json_ok(&body);
+    if let Some(token) = set_cookie {
+        set_refresh_cookie(&mut res, req, state, &token);
+    }
+    Ok(res)
 }

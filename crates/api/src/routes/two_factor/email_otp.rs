@@ -174,10 +174,10 @@ pub async fn challenge(
 
 /// Passes the second factor with a mailed code (used up).
 #[utoipa::path(post, path = "/user/2fa/email-otp/authenticate", operation_id = "authenticateEmailOtp", tag = "two-factor: email OTP",
-    request_body = OtpBody, security(("access" = []), ("partial" = [])),
+    params(crate::browser::CookieQuery), request_body = OtpBody, security(("access" = []), ("partial" = [])),
     responses(
-        (status = 200, description = "With a partial token: a new login (all three tokens). With an access token: `sudoToken` only", body = SecondFactorTokens),
-        (status = 400, description = "Invalid input (a sentence)", body = ErrorBody),
+        (status = 200, description = "With a partial token: a new login (all three tokens). With an access token: `sudoToken` only. With `cookie=true` and a partial token, `refreshToken` is `null` and the refresh token is in the `authd_refresh` cookie", body = SecondFactorTokens),
+        (status = 400, description = "Invalid input (a sentence), e.g. `cookie must be true or false`", body = ErrorBody),
         (status = 401, description = "`OTP_INVALID_EXPIRED`, `NO_TOKEN_PROVIDED` or `INVALID_TOKEN`", body = ErrorBody),
         (status = 409, description = "`EMAIL_OTP_INACTIVE`", body = ErrorBody),
         (status = 429, description = "`TOO_MANY_OTP_CHECKS`: wrong codes for this account made the next guess wait", body = ErrorBody,
@@ -185,6 +185,8 @@ pub async fn challenge(
     ))]
 pub async fn authenticate(
     state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
+    cookie: crate::browser::CookieMode,
     auth: AccessOrPartial,
     ip: crate::client_ip::ClientIp,
     body: JsonBody<OtpBody>,
@@ -211,7 +213,7 @@ pub async fn authenticate(
     if !used {
         return Err(otp_invalid());
     }
-    tokens_for(&state, &auth, "email_otp").await
+    tokens_for(&state, &auth, "email_otp", &req, cookie).await
 }
 
 /// Seconds until another code mail (setup or challenge) can be sent.

@@ -46,10 +46,10 @@ const TOO_MANY: &str = "TOO_MANY_RECOVERY_CODE_CHECKS";
 /// Passes the second factor with a recovery code, which is used up; the login address gets a
 /// notice saying how many codes are left.
 #[utoipa::path(post, path = "/user/2fa/recovery-code/authenticate", operation_id = "authenticateRecoveryCode", tag = "two-factor: recovery codes",
-    params(MailQuery), request_body = RecoveryCodeBody, security(("access" = []), ("partial" = [])),
+    params(MailQuery, crate::browser::CookieQuery), request_body = RecoveryCodeBody, security(("access" = []), ("partial" = [])),
     responses(
-        (status = 200, description = "With a partial token: a new login (all three tokens). With an access token: `sudoToken` only", body = SecondFactorTokens),
-        (status = 400, description = "Invalid input (a sentence)", body = ErrorBody),
+        (status = 200, description = "With a partial token: a new login (all three tokens). With an access token: `sudoToken` only. With `cookie=true` and a partial token, `refreshToken` is `null` and the refresh token is in the `authd_refresh` cookie", body = SecondFactorTokens),
+        (status = 400, description = "Invalid input (a sentence), e.g. `cookie must be true or false`", body = ErrorBody),
         (status = 401, description = "`RECOVERY_CODE_INVALID`, `NO_TOKEN_PROVIDED` or `INVALID_TOKEN`", body = ErrorBody),
         (status = 409, description = "`RECOVERY_CODES_UNINITIALIZED`: the account has no recovery codes", body = ErrorBody),
         (status = 429, description = "`TOO_MANY_RECOVERY_CODE_CHECKS`", body = ErrorBody,
@@ -57,6 +57,8 @@ const TOO_MANY: &str = "TOO_MANY_RECOVERY_CODE_CHECKS";
     ))]
 pub async fn authenticate(
     state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
+    cookie: crate::browser::CookieMode,
     auth: AccessOrPartial,
     ip: crate::client_ip::ClientIp,
     query: web::Query<MailQuery>,
@@ -121,7 +123,7 @@ pub async fn authenticate(
         ));
     }
     tracing::info!(user_id, "a recovery code was used");
-    tokens_for(&state, &auth, "recovery_code").await
+    tokens_for(&state, &auth, "recovery_code", &req, cookie).await
 }
 
 /// Replaces the recovery codes with a new set; every older code stops working.

@@ -180,10 +180,10 @@ pub async fn enable(
 /// Passes the second factor with a TOTP code: the current or the previous step, later than
 /// the last accepted one.
 #[utoipa::path(post, path = "/user/2fa/totp/authenticate", operation_id = "authenticateTotp", tag = "two-factor: TOTP",
-    request_body = TotpBody, security(("access" = []), ("partial" = [])),
+    params(crate::browser::CookieQuery), request_body = TotpBody, security(("access" = []), ("partial" = [])),
     responses(
-        (status = 200, description = "With a partial token: a new login (all three tokens). With an access token: `sudoToken` only", body = SecondFactorTokens),
-        (status = 400, description = "Invalid input (a sentence)", body = ErrorBody),
+        (status = 200, description = "With a partial token: a new login (all three tokens). With an access token: `sudoToken` only. With `cookie=true` and a partial token, `refreshToken` is `null` and the refresh token is in the `authd_refresh` cookie", body = SecondFactorTokens),
+        (status = 400, description = "Invalid input (a sentence), e.g. `cookie must be true or false`", body = ErrorBody),
         (status = 401, description = "`TOTP_INVALID`, `NO_TOKEN_PROVIDED` or `INVALID_TOKEN`", body = ErrorBody),
         (status = 409, description = "`TOTP_UNINITIALIZED`: TOTP is not on", body = ErrorBody),
         (status = 429, description = "`TOO_MANY_TOTP_CHECKS`", body = ErrorBody,
@@ -192,6 +192,8 @@ pub async fn enable(
     ))]
 pub async fn authenticate(
     state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
+    cookie: crate::browser::CookieMode,
     auth: AccessOrPartial,
     ip: crate::client_ip::ClientIp,
     body: JsonBody<TotpBody>,
@@ -237,7 +239,7 @@ pub async fn authenticate(
     if !ok {
         return Err(invalid());
     }
-    tokens_for(&state, &auth, "totp").await
+    tokens_for(&state, &auth, "totp", &req, cookie).await
 }
 
 /// A right code for a step already used: someone else saw it (a shoulder, a phishing page).
