@@ -174,6 +174,112 @@ async fn every_operation_has_a_unique_camel_case_operation_id() {
     }
 }
 
+/// Per operation and status, the error answer's `message` is an enum of the codes its
+/// description names, each a code of that status in `authd_api::ErrorCode` (400s stay free
+/// text: sentences). Every code a handler can answer is named by some operation.
+#[actix_web::test]
+async fn every_error_answer_lists_its_message_codes_as_an_enum_of_that_status() {
+    use authd_api::ErrorCode;
+    let app = TestApp::spawn(Db::Sqlite).await;
+    let doc = app.openapi().await;
+    let mut named = std::collections::BTreeSet::new();
+    let mut enums = 0;
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("path item") {
+            let id = op["operationId"].as_str().unwrap_or_default();
+            for (status, res) in op["responses"].as_object().expect("responses") {
+                let description = res["description"].as_str().unwrap_or_default();
+                let codes = authd_api::openapi::backticked_codes(description);
+                for code in &codes {
+                    let parsed = ErrorCode::parse(code)
+                        .unwrap_or_else(|| panic!("{id} {status}: {code} is no ErrorCode"));
+                    assert_eq!(
+                        parsed.status().as_str(),
+                        status,
+                        "{id}: {code} is documented under the wrong status"
+                    );
+                    named.insert(parsed);
+                }
+                if codes.is_empty() || status == "400" {
+                    continue;
+                }
+                let schema = &res["content"]["application/json"]["schema"];
+                let listed: Vec<&str> = schema["allOf"][1]["properties"]["message"]["enum"]
+                    .as_array()
+                    .unwrap_or_else(|| panic!("{method} {path} {status}: no enum in {schema}"))
+                    .iter()
+                    .map(|v| v.as_str().unwrap())
+                    .collect();
+                let mut expected: Vec<&str> = codes.iter().map(String::as_str).collect();
+                if status == "500" && !expected.contains(&"INTERNAL_SERVER_ERROR") {
+                    expected.push("INTERNAL_SERVER_ERROR");
+                }
+                assert_eq!(listed, expected, "{id} {status}");
+                enums += 1;
+            }
+        }
+    }
+    assert!(enums > 80, "only {enums} enums");
+    // Codes the framework or the mailbox page answer, not an operation of the contract.
+    let generic = [
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::RequestTimeout,
+        ErrorCode::UriTooLong,
+        ErrorCode::RequestHeaderFieldsTooLarge,
+        ErrorCode::InternalServerError,
+        ErrorCode::ServiceUnavailable,
+        ErrorCode::CrossOriginRequest,
+        ErrorCode::CorsMethodNotAllowed,
+        ErrorCode::CorsHeadersNotAllowed,
+        ErrorCode::CorsRequestNotAllowed,
+    ];
+    let missing: Vec<&str> = ErrorCode::ALL
+        .iter()
+        .filter(|c| !named.contains(c) && !generic.contains(c))
+        .map(|c| c.as_str())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "codes no operation documents: {missing:?}"
+    );
+}
+
+/// Every request body has an example, on the body or on each of its fields, so the docs page
+/// and generated clients show a call that works.
+#[actix_web::test]
+async fn every_request_body_has_an_example() {
+    let app = TestApp::spawn(Db::Sqlite).await;
+    let doc = app.openapi().await;
+    let schemas = &doc["components"]["schemas"];
+    let mut bodies = 0;
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("path item") {
+            let Some(content) = op["requestBody"]["content"].as_object() else {
+                continue;
+            };
+            for (media, c) in content {
+                bodies += 1;
+                let schema = match c["schema"]["$ref"].as_str() {
+                    Some(r) => &schemas[r.rsplit('/').next().unwrap()],
+                    None => &c["schema"],
+                };
+                let whole = !c["example"].is_null() || !schema["example"].is_null();
+                let props = schema["properties"].as_object();
+                let each = props
+                    .is_some_and(|p| !p.is_empty() && p.values().all(|f| !f["example"].is_null()));
+                assert!(
+                    whole || each,
+                    "{method} {path} ({media}): no example for its body {schema}"
+                );
+            }
+        }
+    }
+    assert!(bodies >= 18, "only {bodies} request bodies found");
+}
+
 /// Cookie mode is documented where a client generator and a reader look for it: the `cookie`
 /// parameter, the `Set-Cookie` header, the cookie security scheme and the 403.
 #[actix_web::test]

@@ -8,19 +8,20 @@ use std::future::Future;
 use std::pin::Pin;
 
 use actix_web::dev::Payload;
-use actix_web::http::{header, StatusCode};
+use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
 use authd_domain::tokens::{refresh_token_hash, Claims, TokenKind};
 use authd_store::{refresh_tokens, users};
 
+use crate::ErrorCode;
 use crate::{ApiError, AppState};
 
 pub fn no_token() -> ApiError {
-    ApiError::code(StatusCode::UNAUTHORIZED, "NO_TOKEN_PROVIDED")
+    ApiError::from(ErrorCode::NoTokenProvided)
 }
 
 pub fn invalid_token() -> ApiError {
-    ApiError::code(StatusCode::UNAUTHORIZED, "INVALID_TOKEN")
+    ApiError::from(ErrorCode::InvalidToken)
 }
 
 /// The bearer token of a request.

@@ -10,7 +10,7 @@ use actix_cors::{Cors, CorsError};
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::http::{Method, StatusCode};
+use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError};
 use authd_settings::{CorsSettings, Environment};
@@ -18,6 +18,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::middleware::REQUEST_ID;
+use crate::ErrorCode;
 use crate::{ApiError, AppState};
 
 /// The name of the cookie that carries the refresh token in cookie mode.
@@ -74,17 +75,19 @@ pub async fn cors_refusals(
 }
 
 fn refusal(e: &CorsError) -> ApiError {
-    let forbidden = |code| ApiError::code(StatusCode::FORBIDDEN, code);
+    let forbidden = ApiError::from;
     match e {
-        CorsError::OriginNotAllowed | CorsError::MissingOrigin => forbidden("ORIGIN_NOT_ALLOWED"),
+        CorsError::OriginNotAllowed | CorsError::MissingOrigin => {
+            forbidden(ErrorCode::OriginNotAllowed)
+        }
         CorsError::MethodNotAllowed
         | CorsError::MissingRequestMethod
-        | CorsError::BadRequestMethod => forbidden("CORS_METHOD_NOT_ALLOWED"),
-        CorsError::HeadersNotAllowed => forbidden("CORS_HEADERS_NOT_ALLOWED"),
+        | CorsError::BadRequestMethod => forbidden(ErrorCode::CorsMethodNotAllowed),
+        CorsError::HeadersNotAllowed => forbidden(ErrorCode::CorsHeadersNotAllowed),
         CorsError::BadRequestHeaders => ApiError::bad_request(
             "Access-Control-Request-Headers must be a comma-separated list of header names",
         ),
-        _ => forbidden("CORS_REQUEST_NOT_ALLOWED"),
+        _ => forbidden(ErrorCode::CorsRequestNotAllowed),
     }
 }
 
@@ -184,7 +187,7 @@ pub(crate) fn check_origin(req: &HttpRequest, state: &AppState) -> Result<(), Ap
         origin = ?origin.map(|o| o.chars().take(100).collect::<String>()),
         "a call authenticated by the refresh cookie came from an origin not allowed"
     );
-    Err(ApiError::code(StatusCode::FORBIDDEN, "ORIGIN_NOT_ALLOWED"))
+    Err(ApiError::from(ErrorCode::OriginNotAllowed))
 }
 
 /// `Secure` is left off only for a development server reached as `localhost` or `127.0.0.1`,

@@ -8,6 +8,7 @@ use actix_web::HttpRequest;
 use authd_ratelimit::{IpBudget, IpGroup, LimitError};
 pub use authd_settings::ClientIpHeader;
 
+use crate::ErrorCode;
 use crate::{ApiError, AppState};
 
 /// Trusted proxies and the header they write, parsed once.
@@ -144,7 +145,9 @@ pub async fn ip_budget(
     let ip = client_ip(state, req);
     match state.limiter.send(IpBudget { group, ip }).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(LimitError::Denied(wait))) => Err(ApiError::too_many("TOO_MANY_REQUESTS", wait)),
+        Ok(Err(LimitError::Denied(wait))) => {
+            Err(ApiError::too_many(ErrorCode::TooManyRequests, wait))
+        }
         Ok(Err(LimitError::Store(e))) => Err(e.into()),
         Err(e) => Err(ApiError::internal(e)),
     }

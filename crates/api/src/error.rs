@@ -11,6 +11,8 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::ErrorCode;
+
 /// The body of every error answer.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -48,20 +50,28 @@ pub fn reason_phrase(status: StatusCode) -> &'static str {
 
 /// The stable code used when the framework itself refuses a request.
 pub(crate) fn generic_code(status: StatusCode) -> &'static str {
-    match status.as_u16() {
-        400 => "Bad request",
-        401 => "UNAUTHORIZED",
-        403 => "FORBIDDEN",
-        404 => "NOT_FOUND",
-        405 => "METHOD_NOT_ALLOWED",
-        408 => "REQUEST_TIMEOUT",
-        413 => "PAYLOAD_TOO_LARGE",
-        414 => "URI_TOO_LONG",
-        415 => "UNSUPPORTED_MEDIA_TYPE",
-        431 => "REQUEST_HEADER_FIELDS_TOO_LARGE",
-        503 => "SERVICE_UNAVAILABLE",
-        _ if status.is_server_error() => "INTERNAL_SERVER_ERROR",
-        _ => "REQUEST_REFUSED",
+    let code = match status.as_u16() {
+        400 => return "Bad request",
+        401 => ErrorCode::Unauthorized,
+        403 => ErrorCode::Forbidden,
+        404 => ErrorCode::NotFound,
+        405 => ErrorCode::MethodNotAllowed,
+        408 => ErrorCode::RequestTimeout,
+        413 => ErrorCode::PayloadTooLarge,
+        414 => ErrorCode::UriTooLong,
+        415 => ErrorCode::UnsupportedMediaType,
+        431 => ErrorCode::RequestHeaderFieldsTooLarge,
+        503 => ErrorCode::ServiceUnavailable,
+        _ if status.is_server_error() => ErrorCode::InternalServerError,
+        _ => return "REQUEST_REFUSED",
+    };
+    code.as_str()
+}
+
+/// Every code answers with its status and text.
+impl From<ErrorCode> for ApiError {
+    fn from(code: ErrorCode) -> Self {
+        Self::with_status(code.status(), code.as_str())
     }
 }
 
@@ -75,11 +85,11 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    /// A stable code for a status (`409 TOTP_UNINITIALIZED`).
-    pub fn code(status: StatusCode, code: &'static str) -> Self {
+    /// A message for a status; every code goes through [`ErrorCode`] (`From`).
+    fn with_status(status: StatusCode, message: &'static str) -> Self {
         Self {
             status,
-            message: Cow::Borrowed(code),
+            message: Cow::Borrowed(message),
             retry_after: None,
             allow: None,
             source: None,
@@ -90,17 +100,17 @@ impl ApiError {
     pub fn bad_request(sentence: impl Into<Cow<'static, str>>) -> Self {
         Self {
             message: sentence.into(),
-            ..Self::code(StatusCode::BAD_REQUEST, "")
+            ..Self::with_status(StatusCode::BAD_REQUEST, "")
         }
     }
 
     /// A 429; the wait is rounded up to whole seconds by the caller's `Duration`.
-    pub fn too_many(code: &'static str, retry_after: std::time::Duration) -> Self {
+    pub fn too_many(code: ErrorCode, retry_after: std::time::Duration) -> Self {
         // The same rounding as the `next-*` calls, so the two always agree.
-        let secs = crate::throttle::whole_seconds(retry_after);
+        let secs = whole_seconds(retry_after);
         Self {
             retry_after: Some(secs.max(1)),
-            ..Self::code(StatusCode::TOO_MANY_REQUESTS, code)
+            ..Self::from(code)
         }
     }
 
@@ -109,29 +119,29 @@ impl ApiError {
     pub fn internal(source: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
         Self {
             source: Some(source.into()),
-            ..Self::code(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_SERVER_ERROR")
+            ..Self::from(ErrorCode::InternalServerError)
         }
     }
 
     /// A 500 with a stable code of the contract (`UNABLE_TO_FIND_MAIL_TEMPLATE`), cause logged.
     pub fn internal_code(
-        code: &'static str,
+        code: ErrorCode,
         source: impl Into<Box<dyn StdError + Send + Sync>>,
     ) -> Self {
         Self {
             source: Some(source.into()),
-            ..Self::code(StatusCode::INTERNAL_SERVER_ERROR, code)
+            ..Self::from(code)
         }
     }
 
     pub fn not_found() -> Self {
-        Self::code(StatusCode::NOT_FOUND, "NOT_FOUND")
+        Self::from(ErrorCode::NotFound)
     }
 
     pub fn method_not_allowed(allow: &'static str) -> Self {
         Self {
             allow: Some(allow),
-            ..Self::code(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED")
+            ..Self::from(ErrorCode::MethodNotAllowed)
         }
     }
 
@@ -247,7 +257,7 @@ impl From<authd_store::StoreError> for ApiError {
                 // The database is away: the client may retry, and the operator sees the cause.
                 Self {
                     source: Some(Box::new(e)),
-                    ..Self::code(StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE")
+                    ..Self::from(ErrorCode::ServiceUnavailable)
                 }
             }
             other => Self::internal(other),
@@ -261,13 +271,13 @@ use authd_mail::RenderError;
 use authd_otp::IssueError;
 
 pub(crate) fn otp_invalid() -> ApiError {
-    ApiError::code(StatusCode::UNAUTHORIZED, "OTP_INVALID_EXPIRED")
+    ApiError::from(ErrorCode::OtpInvalidExpired)
 }
 
 pub(crate) fn template_error(e: RenderError) -> ApiError {
     match e {
-        RenderError::Template(t) => ApiError::internal_code("UNABLE_TO_FIND_MAIL_TEMPLATE", t),
-        RenderError::UnknownOrigin => ApiError::code(StatusCode::BAD_REQUEST, "UNKNOWN_ORIGIN"),
+        RenderError::Template(t) => ApiError::internal_code(ErrorCode::UnableToFindMailTemplate, t),
+        RenderError::UnknownOrigin => ApiError::from(ErrorCode::UnknownOrigin),
         // An address our parser accepts but the mail library refuses: refuse it as input.
         RenderError::Compose(c) => {
             tracing::warn!(cause = %c, "address accepted by validation but refused by the mail composer");
@@ -282,4 +292,9 @@ pub(crate) fn issue_error(e: IssueError) -> ApiError {
         IssueError::Store(s) => s.into(),
         IssueError::Mailer(m) => ApiError::internal(m),
     }
+}
+
+/// Whole seconds, rounded up, as the `next-*` calls and `retryAfter` report them.
+pub fn whole_seconds(d: std::time::Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }

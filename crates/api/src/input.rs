@@ -56,10 +56,7 @@ impl MailQuery {
             .clone()
             .unwrap_or_else(|| state.settings.mail.default_origin.clone());
         if state.settings.origin(&origin).is_none() {
-            return Err(ApiError::code(
-                actix_web::http::StatusCode::BAD_REQUEST,
-                "UNKNOWN_ORIGIN",
-            ));
+            return Err(crate::ErrorCode::UnknownOrigin.into());
         }
         Ok(MailTarget {
             origin,
@@ -125,10 +122,7 @@ pub async fn new_password(state: &AppState, raw: &str) -> Result<Password, ApiEr
 /// 403 `FORBIDDEN_MAIL_PROVIDER` for disposable or configured-forbidden domains.
 pub fn allowed_provider(state: &AppState, email: &Email) -> Result<(), ApiError> {
     if state.forbidden.is_forbidden(email.domain()) {
-        return Err(ApiError::code(
-            actix_web::http::StatusCode::FORBIDDEN,
-            "FORBIDDEN_MAIL_PROVIDER",
-        ));
+        return Err(crate::ErrorCode::ForbiddenMailProvider.into());
     }
     Ok(())
 }

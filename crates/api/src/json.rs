@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
-use actix_web::http::StatusCode;
+use crate::ErrorCode;
 
 /// The largest body accepted, shared by every route.
 #[derive(Debug, Clone, Copy)]
@@ -56,25 +56,16 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
         let mut payload = payload.take();
         Box::pin(async move {
             if declared.is_some_and(|n| n > limit) {
-                return Err(ApiError::code(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "PAYLOAD_TOO_LARGE",
-                ));
+                return Err(ApiError::from(ErrorCode::PayloadTooLarge));
             }
             if !json {
-                return Err(ApiError::code(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "UNSUPPORTED_MEDIA_TYPE",
-                ));
+                return Err(ApiError::from(ErrorCode::UnsupportedMediaType));
             }
             let mut body = web::BytesMut::new();
             while let Some(chunk) = payload.next().await {
                 let chunk = chunk.map_err(|_| ApiError::bad_request("body could not be read"))?;
                 if body.len() + chunk.len() > limit {
-                    return Err(ApiError::code(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "PAYLOAD_TOO_LARGE",
-                    ));
+                    return Err(ApiError::from(ErrorCode::PayloadTooLarge));
                 }
                 body.extend_from_slice(&chunk);
             }

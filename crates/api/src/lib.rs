@@ -13,10 +13,13 @@ pub mod auth;
 pub mod browser;
 pub mod client_ip;
 pub mod error;
+pub mod error_code;
 pub mod hashing;
 pub mod input;
 pub mod json;
 pub mod middleware;
+#[cfg(test)]
+mod module_graph;
 pub mod notices;
 pub mod openapi;
 pub mod routes;
@@ -24,6 +27,7 @@ pub mod services;
 pub mod throttle;
 
 pub use error::{ApiError, ErrorBody};
+pub use error_code::ErrorCode;
 pub use hashing::Hasher;
 pub use json::{BodyLimit, JsonBody};
 

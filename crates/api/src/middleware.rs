@@ -9,7 +9,7 @@ use actix_web::body::BoxBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::error::InternalError;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
-use actix_web::http::{Method, StatusCode};
+use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::{HttpResponse, ResponseError};
 use authd_telemetry::names;
@@ -19,6 +19,7 @@ use tracing::Instrument;
 use crate::error::{
     contract_response, generic_code, reason_phrase, ApiError, ContractBody, ErrorBody,
 };
+use crate::ErrorCode;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -101,7 +102,7 @@ pub async fn observe(
             span.in_scope(|| {
                 tracing::error!(panic = panic_message(panic.as_ref()), "handler panicked")
             });
-            let err = ApiError::code(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_SERVER_ERROR");
+            let err = ApiError::from(ErrorCode::InternalServerError);
             let response = finish(err.error_response(), &id);
             (
                 response.status(),

@@ -1,5 +1,6 @@
 //! The OpenAPI 3.1 document, generated from the route annotations, and the offline docs page.
 
+use crate::ErrorCode;
 use utoipa::OpenApi;
 
 use crate::error::ErrorBody;
@@ -79,7 +80,95 @@ use crate::routes;
 pub struct ApiDoc;
 
 pub fn document() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    let mut doc = ApiDoc::openapi();
+    with_message_enums(&mut doc);
+    doc
+}
+
+/// The message codes each error answer of an operation can carry, read from its description
+/// (the codes it names in backticks, each of which must be an [`ErrorCode`] of that status;
+/// `message_codes_are_codes_of_their_status` checks this) and written into the schema as an
+/// enum, so client generators and schema checks know them. 400s are left free text: their
+/// message is most often a sentence. Every 500 may also be `INTERNAL_SERVER_ERROR`.
+fn with_message_enums(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, Type};
+    use utoipa::openapi::RefOr;
+    for item in doc.paths.paths.values_mut() {
+        for op in operations_mut(item) {
+            for (status, response) in op.responses.responses.iter_mut() {
+                let RefOr::T(response) = response else {
+                    continue;
+                };
+                let mut codes = documented_codes(status, &response.description);
+                if codes.is_empty() || status == "400" {
+                    continue;
+                }
+                if status == "500" && !codes.contains(&ErrorCode::InternalServerError) {
+                    codes.push(ErrorCode::InternalServerError);
+                }
+                for content in response.content.values_mut() {
+                    let Some(RefOr::Ref(body)) = &content.schema else {
+                        continue;
+                    };
+                    let message = ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .enum_values(Some(codes.iter().map(|c| c.as_str())))
+                        .description(Some("The message code of this answer"));
+                    let narrowed = ObjectBuilder::new().property("message", message);
+                    content.schema = Some(RefOr::T(
+                        AllOfBuilder::new()
+                            .item(RefOr::Ref(body.clone()))
+                            .item(narrowed)
+                            .into(),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// The message codes a response's description names in backticks, when every one of them is
+/// a code of the response's status; empty otherwise (texts that are no codes, like the older
+/// clients' sentences).
+pub fn documented_codes(status: &str, description: &str) -> Vec<ErrorCode> {
+    let named = backticked_codes(description);
+    let codes: Vec<ErrorCode> = named.iter().filter_map(|n| ErrorCode::parse(n)).collect();
+    if codes.len() != named.len() || codes.iter().any(|c| c.status().as_str() != status) {
+        return Vec::new();
+    }
+    codes
+}
+
+/// The UPPER_SNAKE words a description puts in backticks.
+pub fn backticked_codes(description: &str) -> Vec<String> {
+    description
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|w| {
+            w.len() > 3
+                && w.bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+fn operations_mut(
+    item: &mut utoipa::openapi::PathItem,
+) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
+    [
+        item.get.as_mut(),
+        item.put.as_mut(),
+        item.post.as_mut(),
+        item.delete.as_mut(),
+        item.options.as_mut(),
+        item.head.as_mut(),
+        item.patch.as_mut(),
+        item.trace.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
 }
 
 /// The bearer token kinds, as security schemes.

@@ -2,7 +2,6 @@
 //! given back when the work could not be done), and guessing backoffs around a check.
 
 use std::future::Future;
-use std::time::Duration;
 
 use std::net::IpAddr;
 
@@ -11,6 +10,7 @@ use authd_ratelimit::{
     Success,
 };
 
+use crate::ErrorCode;
 use crate::{ApiError, AppState};
 
 /// Takes one unit of `limit` for `key` (429 `code` when none is left), runs `work`, and gives
@@ -18,7 +18,7 @@ use crate::{ApiError, AppState};
 pub async fn with_permit<T>(
     state: &AppState,
     limit: Limit,
-    code: &'static str,
+    code: ErrorCode,
     key: String,
     work: impl Future<Output = Result<T, ApiError>>,
 ) -> Result<T, ApiError> {
@@ -54,7 +54,7 @@ pub struct Guess {
     pub user_id: Option<i64>,
     pub ip: IpAddr,
     /// The 429 code while the guesser waits.
-    pub too_many: &'static str,
+    pub too_many: ErrorCode,
 }
 
 impl Guess {
@@ -141,11 +141,6 @@ pub async fn guarded<T: Outcome>(
     Ok(outcome)
 }
 
-/// Whole seconds, rounded up, as the `next-*` calls and `retryAfter` report them.
-pub fn whole_seconds(d: Duration) -> u64 {
-    d.as_secs() + u64::from(d.subsec_nanos() > 0)
-}
-
 /// Seconds until this guesser's next guess may be made (0: now).
 pub async fn next_attempt(state: &AppState, guess: &Guess) -> Result<u64, ApiError> {
     let wait = state
@@ -153,7 +148,7 @@ pub async fn next_attempt(state: &AppState, guess: &Guess) -> Result<u64, ApiErr
         .send(NextAttempt(guess.guesser()))
         .await
         .map_err(ApiError::internal)??;
-    Ok(whole_seconds(wait))
+    Ok(crate::error::whole_seconds(wait))
 }
 
 /// Seconds until one more unit of `limit` can be taken (0: now).
@@ -163,5 +158,5 @@ pub async fn next_take(state: &AppState, limit: Limit, key: String) -> Result<u6
         .send(NextTake { limit, key })
         .await
         .map_err(ApiError::internal)??;
-    Ok(whole_seconds(wait))
+    Ok(crate::error::whole_seconds(wait))
 }

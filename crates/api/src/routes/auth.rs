@@ -18,6 +18,7 @@ use crate::browser::{clear_refresh_cookie, set_refresh_cookie, CookieMode, Cooki
 use crate::error::ErrorBody;
 use crate::services::accounts::{confirm_password, guarded_password_check, password_incorrect};
 use crate::services::sessions::{issue_refresh_in_family, ms};
+use crate::ErrorCode;
 use crate::{json_ok, ApiError, AppState, JsonBody};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -129,10 +130,7 @@ pub async fn login(
         None => None,
     };
     if user.is_some() && stored.is_none() {
-        return Err(ApiError::code(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "NO_PASSWORD_INFO",
-        ));
+        return Err(ApiError::from(ErrorCode::NoPasswordInfo));
     }
     // Unknown and disabled accounts verify against a dummy hash: same work, same answer.
     let hash = stored
@@ -213,7 +211,7 @@ fn two_factor_required(
     let body = TwoFactorRequiredBody {
         status_code: 401,
         error: crate::error::reason_phrase(StatusCode::UNAUTHORIZED).to_owned(),
-        message: "TWO_FACTOR_REQUIRED".to_owned(),
+        message: ErrorCode::TwoFactorRequired.as_str().to_owned(),
         partial_token: Some(partial),
         methods: Some(
             crate::services::two_factor::login_methods(status)
@@ -458,7 +456,7 @@ pub async fn sudo(
             client_ip = %ip.0,
             "sudo by password refused: the account has a second factor"
         );
-        return Err(ApiError::code(StatusCode::CONFLICT, "2FA_IS_ENABLED"));
+        return Err(ApiError::from(ErrorCode::TwoFactorIsEnabled));
     }
     if let Err(e) = confirm_password(&state, &user, body.0.password, ip.0).await {
         tracing::warn!(

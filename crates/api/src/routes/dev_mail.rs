@@ -15,13 +15,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use authd_mail::mailbox::{Mailbox, Summary};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
+use crate::ErrorCode;
 
 /// The page's policy: scripts and styles from this server only, frames from this server only
 /// (the HTML part), no plugins, no foreign forms, not framed by anyone.
@@ -441,10 +441,7 @@ fn same_origin(req: &HttpRequest) -> Result<(), ApiError> {
     if matches {
         Ok(())
     } else {
-        Err(ApiError::code(
-            StatusCode::FORBIDDEN,
-            "CROSS_ORIGIN_REQUEST",
-        ))
+        Err(ApiError::from(ErrorCode::CrossOriginRequest))
     }
 }
 

@@ -1,7 +1,6 @@
 //! Email address transfer: a code mailed to the new address proves it is the user's; with it,
 //! the login address changes, the old address is told, and the other logins end.
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use authd_mail::{Changed, CodeKind, EmailChange, Mail};
 use authd_otp::Purpose;
@@ -16,6 +15,7 @@ use crate::error::ErrorBody;
 use crate::input::{self, MailQuery};
 use crate::services::accounts::active_user;
 use crate::services::codes::{check, confirm_address, AddressCode};
+use crate::ErrorCode;
 use crate::{json_ok, ApiError, AppState, JsonBody};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -58,7 +58,7 @@ pub async fn initiate(
 ) -> Result<HttpResponse, ApiError> {
     let code = AddressCode {
         limit: Limit::TransferMail,
-        too_many: "TOO_MANY_TRANSFER_ATTEMPTS",
+        too_many: ErrorCode::TooManyTransferAttempts,
         purpose: Purpose::EmailTransfer,
         kind: CodeKind::EmailTransferVerify,
     };
@@ -136,12 +136,7 @@ pub async fn complete(
     match changed {
         Ok(true) => {}
         Ok(false) => return Err(otp_invalid()),
-        Err(StoreError::Duplicate) => {
-            return Err(ApiError::code(
-                StatusCode::CONFLICT,
-                "NEW_EMAIL_ALREADY_IN_USE",
-            ))
-        }
+        Err(StoreError::Duplicate) => return Err(ApiError::from(ErrorCode::NewEmailAlreadyInUse)),
         Err(e) => return Err(e.into()),
     }
     state.mailer.do_send(authd_mail::Wake);

@@ -1,11 +1,11 @@
 //! Health and readiness for load balancers and orchestrators.
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorBody};
+use crate::ErrorCode;
 use crate::{json_ok, AppState};
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -39,23 +39,14 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     let check = tokio_timeout(state.readiness_timeout, state.store.ready()).await;
     match check {
         Some(Ok(true)) => Ok(json_ok(&Status { status: "ready" })),
-        Some(Ok(false)) => Err(ApiError::code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "MIGRATIONS_PENDING",
-        )),
+        Some(Ok(false)) => Err(ApiError::from(ErrorCode::MigrationsPending)),
         Some(Err(e)) => {
             tracing::warn!(cause = %crate::error::error_chain(&e), "readiness check failed");
-            Err(ApiError::code(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "DATABASE_UNAVAILABLE",
-            ))
+            Err(ApiError::from(ErrorCode::DatabaseUnavailable))
         }
         None => {
             tracing::warn!("readiness check timed out");
-            Err(ApiError::code(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "DATABASE_UNAVAILABLE",
-            ))
+            Err(ApiError::from(ErrorCode::DatabaseUnavailable))
         }
     }
 }

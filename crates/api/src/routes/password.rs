@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 use crate::auth::SudoOrAccessWithout2fa;
 use crate::error::{issue_error, otp_invalid, ErrorBody};
 use crate::input::{self, MailQuery, MailTarget};
+use crate::ErrorCode;
 use crate::{json_ok, ApiError, AppState, JsonBody};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -168,7 +169,7 @@ async fn send_reset(
     crate::throttle::with_permit(
         state,
         Limit::ResetMail,
-        "TOO_MANY_RESET_MAIL_ATTEMPTS",
+        ErrorCode::TooManyResetMailAttempts,
         key,
         async move {
             let user = state

@@ -3,15 +3,15 @@
 
 use std::future::Future;
 
-use actix_web::http::StatusCode;
 use authd_ratelimit::Backoff;
 use authd_store::users;
 
 use crate::auth::invalid_token;
+use crate::ErrorCode;
 use crate::{ApiError, AppState};
 
 pub(crate) fn password_incorrect() -> ApiError {
-    ApiError::code(StatusCode::UNAUTHORIZED, "PASSWORD_INCORRECT")
+    ApiError::from(ErrorCode::PasswordIncorrect)
 }
 
 /// Runs the password backoff around a check. `key` is the normalised username (also for
@@ -28,7 +28,7 @@ pub(crate) async fn guarded_password_check(
         account: key.to_owned(),
         user_id,
         ip,
-        too_many: "TOO_MANY_FAILED_PASSWORD_CHECKS",
+        too_many: ErrorCode::TooManyFailedPasswordChecks,
     };
     crate::throttle::guarded(state, &guess, check).await
 }
@@ -45,7 +45,7 @@ pub(crate) async fn confirm_password(
     let stored = user
         .password_hash()
         .map_err(ApiError::from)?
-        .ok_or_else(|| ApiError::code(StatusCode::INTERNAL_SERVER_ERROR, "NO_PASSWORD_INFO"))?;
+        .ok_or_else(|| ApiError::from(ErrorCode::NoPasswordInfo))?;
     let hasher = state.hasher.clone();
     let ok = guarded_password_check(state, user.email.as_str(), Some(user.id), ip, async move {
         hasher.verify(stored, password).await
@@ -66,7 +66,7 @@ pub(crate) fn user_key(user_id: i64) -> String {
 /// A signed-in user's guess under a backoff, from the client's IP address.
 pub(crate) fn user_guess(
     backoff: authd_ratelimit::Backoff,
-    too_many: &'static str,
+    too_many: ErrorCode,
     user_id: i64,
     ip: std::net::IpAddr,
 ) -> crate::throttle::Guess {

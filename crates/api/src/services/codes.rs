@@ -7,6 +7,7 @@ use authd_ratelimit::{Backoff, Limit};
 
 use crate::error::{issue_error, otp_invalid};
 use crate::input::{self, MailQuery, MailTarget};
+use crate::ErrorCode;
 use crate::{ApiError, AppState};
 
 /// A code mail to send.
@@ -25,7 +26,7 @@ pub struct CodeMail {
 pub async fn send_code(
     state: &AppState,
     limit: Limit,
-    too_many: &'static str,
+    too_many: ErrorCode,
     user_id: i64,
     mail: CodeMail,
     before: impl std::future::Future<Output = Result<(), ApiError>>,
@@ -93,7 +94,7 @@ pub async fn check(
         account: format!("{}\0{}", purpose.as_str(), guesser.account),
         user_id: guesser.user_id,
         ip: guesser.ip,
-        too_many: "TOO_MANY_OTP_CHECKS",
+        too_many: ErrorCode::TooManyOtpChecks,
     };
     let user_id = guesser.user_id;
     let verified = crate::throttle::guarded(state, &guess, async {
@@ -120,7 +121,7 @@ pub async fn check(
 #[derive(Debug, Clone, Copy)]
 pub struct AddressCode {
     pub limit: Limit,
-    pub too_many: &'static str,
+    pub too_many: ErrorCode,
     pub purpose: Purpose,
     pub kind: CodeKind,
 }

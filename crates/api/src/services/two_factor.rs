@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
 use authd_domain::sealed::SecretBox;
 use authd_domain::two_factor::recovery;
@@ -13,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::services::accounts::active_user;
+use crate::ErrorCode;
 use crate::{json_ok, ApiError, AppState};
 
 /// Key material of the second factors.
@@ -57,6 +57,7 @@ impl Method {
 
 /// A request body that carries nothing: `{}`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({}))]
 pub struct EmptyBody {}
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -82,8 +83,8 @@ pub(crate) async fn status(state: &AppState, user_id: i64) -> Result<two_factor:
         .await?)
 }
 
-pub(crate) fn conflict(code: &'static str) -> ApiError {
-    ApiError::code(StatusCode::CONFLICT, code)
+pub(crate) fn conflict(code: ErrorCode) -> ApiError {
+    code.into()
 }
 
 /// Counts a second-factor check by method and outcome.
@@ -222,8 +223,8 @@ pub(crate) async fn deactivate_method(
     };
     if !disable_method(state, &user, method, target, apply).await? {
         return Err(conflict(match method {
-            Method::EmailOtp => "EMAIL_OTP_ALREADY_INACTIVE",
-            Method::Totp => "TOTP_ALREADY_INACTIVE",
+            Method::EmailOtp => ErrorCode::EmailOtpAlreadyInactive,
+            Method::Totp => ErrorCode::TotpAlreadyInactive,
         }));
     }
     Ok(json_ok(&()))

@@ -19,6 +19,7 @@ use crate::services::two_factor::{
     conflict, count_check, deactivate_method, enable_method, status, DurationBody, EmptyBody,
     Method, RecoveryCodesBody,
 };
+use crate::ErrorCode;
 use crate::{json_ok, ApiError, AppState, JsonBody};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -48,7 +49,7 @@ pub struct OtpBody {
     pub otp: String,
 }
 
-const TOO_MANY: &str = "TOO_MANY_OTP_EMAILS";
+const TOO_MANY: ErrorCode = ErrorCode::TooManyOtpEmails;
 
 /// Mails a code to the address the caller wants to use for email OTP; enabling with that
 /// code makes it the second factor (an active method keeps its address until then).
@@ -107,7 +108,7 @@ pub async fn enable(
     let code = input::otp("otp", &body.0.otp)?;
     let user = active_user(&state, auth.user_id).await?;
     if !status(&state, user.id).await?.email_otp_known {
-        return Err(conflict("EMAIL_OTP_UNINITIALIZED"));
+        return Err(conflict(ErrorCode::EmailOtpUninitialized));
     }
     let guesser = crate::services::codes::CodeGuesser::user(user.id, ip.0);
     let verified = check(&state, guesser, Purpose::EmailOtpSetup, code).await?;
@@ -155,7 +156,7 @@ pub async fn challenge(
     let target = query.resolve(&state)?;
     let user = active_user(&state, auth.user_id).await?;
     let Some(method) = status(&state, user.id).await?.email_otp else {
-        return Err(conflict("EMAIL_OTP_UNINITIALIZED"));
+        return Err(conflict(ErrorCode::EmailOtpUninitialized));
     };
     let to = method.email.clone();
     let mail = CodeMail {
@@ -194,7 +195,7 @@ pub async fn authenticate(
     let code = input::otp("otp", &body.0.otp)?;
     let user = active_user(&state, auth.user_id).await?;
     if status(&state, user.id).await?.email_otp.is_none() {
-        return Err(conflict("EMAIL_OTP_INACTIVE"));
+        return Err(conflict(ErrorCode::EmailOtpInactive));
     }
     let guesser = crate::services::codes::CodeGuesser::user(user.id, ip.0);
     let verified = match check(&state, guesser, Purpose::EmailOtpChallenge, code).await {
@@ -230,7 +231,7 @@ pub async fn next_email(
 ) -> Result<HttpResponse, ApiError> {
     let user = active_user(&state, auth.user_id).await?;
     if !status(&state, user.id).await?.email_otp_known {
-        return Err(conflict("EMAIL_OTP_UNINITIALIZED"));
+        return Err(conflict(ErrorCode::EmailOtpUninitialized));
     }
     let duration = crate::throttle::next_take(&state, Limit::OtpMail, user_key(user.id)).await?;
     Ok(json_ok(&DurationBody { duration }))

@@ -1,7 +1,6 @@
 //! Recovery codes: single-use codes that pass the second factor when the others are out of
 //! reach.
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use authd_domain::two_factor::recovery;
 use authd_mail::{Changed, Mail, RecoveryCodeUse};
@@ -19,6 +18,7 @@ use crate::services::two_factor::{
     conflict, count_check, new_recovery_set, notice_target, status, DurationBody, EmptyBody,
     RecoveryCodesBody,
 };
+use crate::ErrorCode;
 use crate::{json_ok, ApiError, AppState, JsonBody};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -41,7 +41,7 @@ pub struct RecoveryCodeBody {
     pub recovery_code: String,
 }
 
-const TOO_MANY: &str = "TOO_MANY_RECOVERY_CODE_CHECKS";
+const TOO_MANY: ErrorCode = ErrorCode::TooManyRecoveryCodeChecks;
 
 /// Passes the second factor with a recovery code, which is used up; the login address gets a
 /// notice saying how many codes are left.
@@ -74,7 +74,7 @@ pub async fn authenticate(
     let user_id = user.id;
     let before = status(&state, user_id).await?;
     if before.recovery_created_at_ms.is_none() {
-        return Err(conflict("RECOVERY_CODES_UNINITIALIZED"));
+        return Err(conflict(ErrorCode::RecoveryCodesUninitialized));
     }
     let (origin, language) = notice_target(&state, &user, &query)?;
     let ok = crate::throttle::guarded(
@@ -117,10 +117,7 @@ pub async fn authenticate(
     .await?;
     count_check("recovery_code", ok);
     if !ok {
-        return Err(ApiError::code(
-            StatusCode::UNAUTHORIZED,
-            "RECOVERY_CODE_INVALID",
-        ));
+        return Err(ApiError::from(ErrorCode::RecoveryCodeInvalid));
     }
     tracing::info!(user_id, "a recovery code was used");
     tokens_for(&state, &auth, "recovery_code", &req, cookie).await
@@ -165,7 +162,7 @@ pub async fn reset(
         })
         .await?;
     if !done {
-        return Err(conflict("2FA_IS_DISABLED"));
+        return Err(conflict(ErrorCode::TwoFactorIsDisabled));
     }
     state.mailer.do_send(authd_mail::Wake);
     tracing::info!(user_id, "recovery codes replaced");
@@ -193,7 +190,7 @@ pub async fn next_guess(
         .recovery_created_at_ms
         .is_none()
     {
-        return Err(conflict("RECOVERY_CODES_UNINITIALIZED"));
+        return Err(conflict(ErrorCode::RecoveryCodesUninitialized));
     }
     let guess = user_guess(Backoff::RecoveryCode, TOO_MANY, user.id, ip.0);
     let duration = crate::throttle::next_attempt(&state, &guess).await?;

@@ -1,6 +1,5 @@
 //! TOTP (RFC 6238: SHA-1, 6 digits, 30 s) with secrets encrypted at rest.
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use authd_domain::two_factor::totp;
 use authd_ratelimit::Backoff;
@@ -17,6 +16,7 @@ use crate::services::two_factor::{
     conflict, count_check, deactivate_method, enable_method, notice_target, DurationBody,
     EmptyBody, Method, RecoveryCodesBody,
 };
+use crate::ErrorCode;
 use crate::{json_ok, ApiError, AppState, JsonBody};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -55,10 +55,10 @@ pub struct TotpBody {
     pub totp: String,
 }
 
-const TOO_MANY: &str = "TOO_MANY_TOTP_CHECKS";
+const TOO_MANY: ErrorCode = ErrorCode::TooManyTotpChecks;
 
 fn invalid() -> ApiError {
-    ApiError::code(StatusCode::UNAUTHORIZED, "TOTP_INVALID")
+    ApiError::from(ErrorCode::TotpInvalid)
 }
 
 /// Secrets are bound to their user: a value copied to another row does not open.
@@ -75,7 +75,7 @@ fn open_secret(state: &AppState, user_id: i64, sealed: &str) -> Result<totp::Sec
         .and_then(totp::Secret::from_bytes)
         .ok_or_else(|| {
             ApiError::internal_code(
-                "TOTP_CORRUPT",
+                ErrorCode::TotpCorrupt,
                 format!(
                     "the TOTP secret of user {user_id} cannot be decrypted with the configured key"
                 ),
@@ -151,7 +151,7 @@ pub async fn enable(
         .read(move |c| two_factor::totp_find(c, user_id))
         .await?;
     let Some(pending) = row.and_then(|r| r.pending_secret_enc) else {
-        return Err(conflict("TOTP_UNINITIALIZED"));
+        return Err(conflict(ErrorCode::TotpUninitialized));
     };
     let mut codes = None;
     let ok = crate::throttle::guarded(
@@ -209,7 +209,7 @@ pub async fn authenticate(
         .filter(|r| r.enabled_at_ms.is_some())
         .and_then(|r| r.secret_enc.map(|s| (s, r.last_step)))
     else {
-        return Err(conflict("TOTP_UNINITIALIZED"));
+        return Err(conflict(ErrorCode::TotpUninitialized));
     };
     let ok = crate::throttle::guarded(
         &state,
@@ -273,7 +273,7 @@ pub async fn next_guess(
         .await?
         .is_none()
     {
-        return Err(conflict("TOTP_UNINITIALIZED"));
+        return Err(conflict(ErrorCode::TotpUninitialized));
     }
     let duration =
         crate::throttle::next_attempt(&state, &user_guess(Backoff::Totp, TOO_MANY, user_id, ip.0))
