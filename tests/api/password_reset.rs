@@ -240,35 +240,22 @@ async fn a_second_code_replaces_the_first(db: Db) {
 }
 
 /// A copy of the repository's templates that a test may break.
-fn templates_copy(app_dir: &std::path::Path) -> std::path::PathBuf {
-    let dst = app_dir.join("templates");
-    copy_dir(std::path::Path::new(&authd_tests::templates_dir()), &dst);
-    dst
-}
-
-fn copy_dir(src: &std::path::Path, dst: &std::path::Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    for entry in std::fs::read_dir(src).unwrap() {
-        let entry = entry.unwrap();
-        let to = dst.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &to);
-        } else {
-            std::fs::copy(entry.path(), to).unwrap();
-        }
-    }
+/// A server whose templates have no `password_reset` folder (shared or per origin); the
+/// scratch folder must outlive it.
+async fn app_without_reset_templates(db: Db, scratch: &std::path::Path) -> TestApp {
+    let templates = authd_tests::templates_copy(scratch);
+    std::fs::remove_dir_all(templates.join("password_reset")).unwrap();
+    std::fs::remove_dir_all(templates.join("origins")).unwrap();
+    TestApp::spawn_with(
+        db,
+        &[("AUTHD__MAIL__TEMPLATES_DIR", templates.to_str().unwrap())],
+    )
+    .await
 }
 
 async fn a_missing_template_answers_500_counts_it_and_gives_the_window_back(db: Db) {
     let scratch = tempfile::tempdir().unwrap();
-    let templates = templates_copy(scratch.path());
-    std::fs::remove_dir_all(templates.join("password_reset")).unwrap();
-    std::fs::remove_dir_all(templates.join("origins")).unwrap();
-    let app = TestApp::spawn_with(
-        db,
-        &[("AUTHD__MAIL__TEMPLATES_DIR", templates.to_str().unwrap())],
-    )
-    .await;
+    let app = app_without_reset_templates(db, scratch.path()).await;
     app.create_user("gus@example.org", PASSWORD).await;
     let series = r#"auth_mail_template_failures_total{origin="default",kind="password_reset",reason="missing"}"#;
     assert_eq!(
@@ -297,7 +284,7 @@ async fn a_missing_template_answers_500_counts_it_and_gives_the_window_back(db: 
 
 async fn a_broken_template_answers_500_with_the_render_reason(db: Db) {
     let scratch = tempfile::tempdir().unwrap();
-    let templates = templates_copy(scratch.path());
+    let templates = authd_tests::templates_copy(scratch.path());
     std::fs::write(
         templates.join("password_reset/fr.txt.tera"),
         "{{ no_such_variable }}",
@@ -515,14 +502,7 @@ async fn the_older_clients_alias_answers_429_with_its_own_text_and_the_wait(db: 
 
 async fn the_older_clients_alias_answers_500_as_reset_send(db: Db) {
     let scratch = tempfile::tempdir().unwrap();
-    let templates = templates_copy(scratch.path());
-    std::fs::remove_dir_all(templates.join("password_reset")).unwrap();
-    std::fs::remove_dir_all(templates.join("origins")).unwrap();
-    let app = TestApp::spawn_with(
-        db,
-        &[("AUTHD__MAIL__TEMPLATES_DIR", templates.to_str().unwrap())],
-    )
-    .await;
+    let app = app_without_reset_templates(db, scratch.path()).await;
     app.post_json(FORGOT, &json!({"email": "gus@example.org"}))
         .await
         .assert_error(500, "UNABLE_TO_FIND_MAIL_TEMPLATE");

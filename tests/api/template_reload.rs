@@ -3,10 +3,10 @@
 //! metrics and the mailbox page. The waits here are real time: the file watcher and the
 //! Mailer run on their own threads. Throttle windows are crossed by moving the clock.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use authd_tests::{both_dbs, metric_value, templates_dir, Db, TestApp};
+use authd_tests::{both_dbs, metric_value, Db, TestApp};
 
 both_dbs!(
     dev_reload_templates_an_edit_reaches_the_next_mail_and_a_broken_one_keeps_the_last_good,
@@ -18,25 +18,11 @@ const SUBJECT: &str = "password_reset/en.subject.tera";
 const FAILED: &str =
     r#"auth_mail_template_failures_total{origin="default",kind="password_reset",reason="reload"}"#;
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 /// A server on its own copy of the templates, with `extra` settings; returns the copy.
 async fn app_with_own_templates(db: Db, extra: &[(&str, &str)]) -> (TestApp, PathBuf) {
     let mut dir = None;
     let app = TestApp::spawn_adjusted(db, |test_db, env| {
-        let copy = test_db.dir().join("templates");
-        copy_dir(Path::new(&templates_dir()), &copy);
+        let copy = authd_tests::templates_copy(&test_db.dir());
         env.insert(
             "AUTHD__MAIL__TEMPLATES_DIR".into(),
             copy.display().to_string(),

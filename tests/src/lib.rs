@@ -48,6 +48,25 @@ pub fn templates_dir() -> String {
     concat!(env!("CARGO_MANIFEST_DIR"), "/../templates/mail").to_owned()
 }
 
+/// A copy of the shipped templates in `<dir>/templates`, for tests that change or break them.
+pub fn templates_copy(dir: &std::path::Path) -> std::path::PathBuf {
+    fn copy_dir(src: &std::path::Path, dst: &std::path::Path) {
+        std::fs::create_dir_all(dst).expect("templates copy folder");
+        for entry in std::fs::read_dir(src).expect("shipped templates") {
+            let entry = entry.expect("templates folder entry");
+            let to = dst.join(entry.file_name());
+            if entry.file_type().expect("entry type").is_dir() {
+                copy_dir(&entry.path(), &to);
+            } else {
+                std::fs::copy(entry.path(), to).expect("template copied");
+            }
+        }
+    }
+    let dst = dir.join("templates");
+    copy_dir(std::path::Path::new(&templates_dir()), &dst);
+    dst
+}
+
 pub fn postgres_server_url() -> String {
     std::env::var("AUTHD_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())

@@ -43,6 +43,24 @@ fn an_unset_or_undocumented_environment_is_refused_with_the_valid_names() {
     );
 }
 
+/// The environment of a production start with every secret set, plus `extra`.
+fn production<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut env = vec![
+        ("AUTHD_ENV", "production"),
+        (
+            "AUTHD__SECRETS__OTP_KEY",
+            "0123456789abcdef0123456789abcdef",
+        ),
+        (
+            "AUTHD__SECRETS__TOTP_KEY",
+            "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+        ),
+        ("AUTHD__SECRETS__SIGNING_KEY", "pem"),
+    ];
+    env.extend_from_slice(extra);
+    env
+}
+
 fn err_text(s: &Sources) -> String {
     s.load().expect_err("load should fail").to_string()
 }
@@ -382,22 +400,7 @@ fn a_bad_database_url_or_address_is_refused() {
 #[test]
 fn production_refuses_the_file_backend() {
     let dir = tempfile::tempdir().unwrap();
-    let msg = err_text(&sources(
-        &[
-            ("AUTHD_ENV", "production"),
-            (
-                "AUTHD__SECRETS__OTP_KEY",
-                "0123456789abcdef0123456789abcdef",
-            ),
-            (
-                "AUTHD__SECRETS__TOTP_KEY",
-                "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
-            ),
-            ("AUTHD__SECRETS__SIGNING_KEY", "pem"),
-        ],
-        None,
-        dir.path(),
-    ));
+    let msg = err_text(&sources(&production(&[]), None, dir.path()));
     assert!(
         msg.contains("origins.acme.backend: the file backend"),
         "{msg}"
@@ -605,19 +608,7 @@ fn dev_mailbox_auto_is_on_in_development_with_a_file_origin_only() {
 fn production_refuses_the_mailbox_switched_on() {
     let dir = tempfile::tempdir().unwrap();
     let msg = err_text(&sources(
-        &[
-            ("AUTHD_ENV", "production"),
-            (
-                "AUTHD__SECRETS__OTP_KEY",
-                "0123456789abcdef0123456789abcdef",
-            ),
-            (
-                "AUTHD__SECRETS__TOTP_KEY",
-                "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
-            ),
-            ("AUTHD__SECRETS__SIGNING_KEY", "pem"),
-            ("AUTHD__DEV__MAILBOX", "true"),
-        ],
+        &production(&[("AUTHD__DEV__MAILBOX", "true")]),
         None,
         dir.path(),
     ));
@@ -627,24 +618,10 @@ fn production_refuses_the_mailbox_switched_on() {
 #[test]
 fn production_refuses_template_reload_switched_on_and_auto_is_on_in_development_only() {
     let dir = tempfile::tempdir().unwrap();
-    let production = [
-        ("AUTHD_ENV", "production"),
-        (
-            "AUTHD__SECRETS__OTP_KEY",
-            "0123456789abcdef0123456789abcdef",
-        ),
-        (
-            "AUTHD__SECRETS__TOTP_KEY",
-            "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
-        ),
-        ("AUTHD__SECRETS__SIGNING_KEY", "pem"),
-    ];
-    let mut on = production.to_vec();
-    on.push(("AUTHD__DEV__RELOAD_TEMPLATES", "true"));
+    let on = production(&[("AUTHD__DEV__RELOAD_TEMPLATES", "true")]);
     let msg = err_text(&sources(&on, None, dir.path()));
     assert!(msg.contains("dev.reload_templates"), "{msg}");
-    let mut bad = production.to_vec();
-    bad.push(("AUTHD__DEV__RELOAD_TEMPLATES", "sometimes"));
+    let bad = production(&[("AUTHD__DEV__RELOAD_TEMPLATES", "sometimes")]);
     let msg = err_text(&sources(&bad, None, dir.path()));
     assert!(msg.contains("\"sometimes\""), "{msg}");
 
