@@ -277,7 +277,9 @@ pub(crate) fn otp_invalid() -> ApiError {
 pub(crate) fn template_error(e: RenderError) -> ApiError {
     match e {
         RenderError::Template(t) => ApiError::internal_code(ErrorCode::UnableToFindMailTemplate, t),
-        RenderError::UnknownOrigin => ApiError::from(ErrorCode::UnknownOrigin),
+        // Origins are checked where a request names them (400 UNKNOWN_ORIGIN); the Mailer not
+        // knowing a checked one is the server's fault.
+        e @ RenderError::UnknownOrigin => ApiError::internal(e),
         // An address our parser accepts but the mail library refuses: refuse it as input.
         RenderError::Compose(c) => {
             tracing::warn!(cause = %c, "address accepted by validation but refused by the mail composer");

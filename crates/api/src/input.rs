@@ -1,6 +1,7 @@
 //! Parsing request input into domain types, with the contract's 400 sentences.
 
 use authd_domain::{Email, Password};
+use authd_mail::Origin;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -18,10 +19,10 @@ pub struct MailQuery {
     pub language: Option<String>,
 }
 
-/// A validated origin name and language.
+/// A configured origin and a checked language.
 #[derive(Debug, Clone)]
 pub struct MailTarget {
-    pub origin: String,
+    pub origin: Origin,
     pub language: Option<String>,
     /// The request named the origin or the language (worth remembering for the user).
     pub explicit: bool,
@@ -51,13 +52,12 @@ impl MailQuery {
 
     /// The origin to use: 400 `UNKNOWN_ORIGIN` when it is not configured (or disabled).
     pub fn resolve(&self, state: &AppState) -> Result<MailTarget, ApiError> {
-        let origin = self
-            .origin
-            .clone()
-            .unwrap_or_else(|| state.settings.mail.default_origin.clone());
-        if state.settings.origin(&origin).is_none() {
-            return Err(crate::ErrorCode::UnknownOrigin.into());
-        }
+        let origin = match &self.origin {
+            Some(name) => {
+                Origin::configured(&state.settings, name).ok_or(crate::ErrorCode::UnknownOrigin)?
+            }
+            None => Origin::default_of(&state.settings),
+        };
         Ok(MailTarget {
             origin,
             language: self.language.as_ref().map(|l| l.to_ascii_lowercase()),
@@ -82,17 +82,17 @@ pub fn notice_target(
     }
     if let Some(origin) = user
         .last_origin
-        .as_ref()
-        .filter(|o| state.settings.origin(o).is_some())
+        .as_deref()
+        .and_then(|o| Origin::configured(&state.settings, o))
     {
         return Ok(MailTarget {
-            origin: origin.clone(),
+            origin,
             language: user.last_language.clone(),
             explicit: false,
         });
     }
     Ok(MailTarget {
-        origin: state.settings.mail.default_origin.clone(),
+        origin: Origin::default_of(&state.settings),
         language: None,
         explicit: false,
     })

@@ -2,7 +2,7 @@
 //! before the transaction that makes the change and queued inside it, so the change and its
 //! notice commit together.
 
-use authd_mail::{Mail, PreparedMail, Render};
+use authd_mail::{Mail, Origin, PreparedMail, Render};
 
 use crate::{ApiError, AppState};
 
@@ -11,7 +11,7 @@ use crate::{ApiError, AppState};
 pub async fn render(
     state: &AppState,
     mail: Mail,
-    origin: String,
+    origin: Origin,
     language: Option<String>,
     to: authd_domain::Email,
 ) -> Result<Option<PreparedMail>, ApiError> {

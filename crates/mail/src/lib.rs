@@ -8,6 +8,7 @@ mod kind;
 pub mod mailbox;
 mod mailer;
 mod mails;
+mod origin;
 mod seal;
 mod templates;
 
@@ -21,5 +22,6 @@ pub use mailer::{
     PreparedMail, Render, RenderError, Wake,
 };
 pub use mails::{Changed, Code, CodeKind, EmailChange, Mail, RecoveryCodeUse, TwoFactorChange};
+pub use origin::Origin;
 pub use seal::{Envelope, Sealer};
 pub use templates::{watch as watch_templates, Templates};

@@ -27,7 +27,7 @@ use crate::catalog::{Catalog, TemplateError};
 use crate::compose::{check_addresses, compose, ComposeError};
 use crate::seal::Sealer;
 use crate::templates::Templates;
-use crate::{Mail, MailKind};
+use crate::{Mail, MailKind, Origin};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MailerError {
@@ -201,7 +201,8 @@ impl Actor for Mailer {
 #[derive(Debug, Message)]
 #[rtype(result = "Result<PreparedMail, RenderError>")]
 pub struct Render {
-    pub origin: String,
+    /// A configured origin: the Mailer trusts it.
+    pub origin: Origin,
     /// The kind and its variables (`product_name` and `email` are added when rendered).
     pub mail: Mail,
     /// The requested language; `None` means the origin's default.
@@ -236,7 +237,9 @@ impl PreparedMail {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
-    #[error("unknown origin")]
+    /// The Mailer has no backend for an `Origin`: it was checked against other settings (a
+    /// bug, not a caller's mistake).
+    #[error("the Mailer has no backend for this origin")]
     UnknownOrigin,
     #[error(transparent)]
     Template(#[from] TemplateError),
@@ -308,15 +311,17 @@ impl Handler<Render> for Mailer {
     type Result = Result<PreparedMail, RenderError>;
 
     fn handle(&mut self, msg: Render, _: &mut Self::Context) -> Self::Result {
+        // An Origin is checked against the same settings the Mailer was built from, so this
+        // finds it; a miss would be a bug, answered as a failure, never as the caller's fault.
         let rt = self
             .shared
             .origins
-            .get(&msg.origin)
+            .get(msg.origin.as_str())
             .ok_or(RenderError::UnknownOrigin)?;
         prepare_mail(
             &self.shared.templates.current(),
             &self.shared.sealer,
-            &msg.origin,
+            msg.origin.as_str(),
             &rt.settings,
             &msg.mail,
             msg.language.as_deref(),

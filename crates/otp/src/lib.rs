@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use authd_domain::{Clock, Email};
-use authd_mail::{Code, CodeKind, Mail, Mailer, Render, RenderError, Wake};
+use authd_mail::{Code, CodeKind, Mail, Mailer, Origin, Render, RenderError, Wake};
 use authd_store::{otps, outbox, AnyConnection, Store, StoreError};
 use authd_telemetry::names;
 use hmac::{Hmac, Mac};
@@ -117,7 +117,7 @@ pub struct Issue {
     pub user_id: i64,
     pub purpose: Purpose,
     pub to: Email,
-    pub origin: String,
+    pub origin: Origin,
     pub language: Option<String>,
     pub kind: CodeKind,
     /// Link pattern with `{email}` and `{otp}`, if the mail carries a link.
@@ -205,7 +205,7 @@ impl Handler<Issue> for OtpIssuer {
 #[rtype(result = "Result<(), IssueError>")]
 pub struct Decoy {
     pub to: Email,
-    pub origin: String,
+    pub origin: Origin,
     pub language: Option<String>,
     pub kind: CodeKind,
     pub link: Option<String>,

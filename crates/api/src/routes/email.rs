@@ -2,7 +2,7 @@
 //! the login address changes, the old address is told, and the other logins end.
 
 use actix_web::{web, HttpResponse};
-use authd_mail::{Changed, CodeKind, EmailChange, Mail};
+use authd_mail::{Changed, CodeKind, EmailChange, Mail, Origin};
 use authd_otp::Purpose;
 use authd_ratelimit::Limit;
 use authd_store::{refresh_tokens, users, Connection, StoreError};
@@ -107,7 +107,7 @@ pub async fn complete(
     let notice = crate::notices::render(
         &state,
         mail,
-        verified.origin().to_owned(),
+        Origin::configured_or_default(&state.settings, verified.origin()),
         Some(verified.language().to_owned()),
         old,
     )

@@ -2,7 +2,7 @@
 //! older clients' alias `POST /v1/auth/forgot-password`.
 
 use actix_web::{web, HttpResponse};
-use authd_mail::{Changed, CodeKind, Mail};
+use authd_mail::{Changed, CodeKind, Mail, Origin};
 use authd_otp::{Decoy, Issue, Purpose};
 use authd_ratelimit::Limit;
 use authd_store::{refresh_tokens, users, Connection};
@@ -177,7 +177,10 @@ async fn send_reset(
                 .read(move |c| users::find_by_email(c, &lookup))
                 .await?
                 .filter(|u| !u.disabled);
-            let link = state.settings.origin(&origin).map(|o| o.reset_url.clone());
+            let link = state
+                .settings
+                .origin(origin.as_str())
+                .map(|o| o.reset_url.clone());
             let kind = CodeKind::PasswordReset;
             let outcome = match user {
                 Some(user) => {
@@ -306,11 +309,7 @@ pub async fn reset_with_otp(
     let hash = state.hasher.hash(password).await?;
 
     // The notice goes out in the brand and language the code was requested in.
-    let origin = if state.settings.origin(verified.origin()).is_some() {
-        verified.origin().to_owned()
-    } else {
-        state.settings.mail.default_origin.clone()
-    };
+    let origin = Origin::configured_or_default(&state.settings, verified.origin());
     let to = user.email.clone();
     let notice =
         password_changed_notice(&state, origin, Some(verified.language().to_owned()), to).await?;
@@ -417,7 +416,7 @@ pub async fn change_password(
 /// Renders the "password changed" notice for the outbox.
 async fn password_changed_notice(
     state: &AppState,
-    origin: String,
+    origin: Origin,
     language: Option<String>,
     to: authd_domain::Email,
 ) -> Result<Option<authd_mail::PreparedMail>, ApiError> {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use actix_web::HttpResponse;
 use authd_domain::sealed::SecretBox;
 use authd_domain::two_factor::recovery;
-use authd_mail::{Changed, Mail, TwoFactorChange};
+use authd_mail::{Changed, Mail, Origin, TwoFactorChange};
 use authd_store::{two_factor, users, AnyConnection, Connection, StoreError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -102,7 +102,7 @@ pub(crate) fn notice_target(
     state: &AppState,
     user: &users::User,
     query: &crate::input::MailQuery,
-) -> Result<(String, Option<String>), ApiError> {
+) -> Result<(Origin, Option<String>), ApiError> {
     let t = crate::input::notice_target(state, user, Some(query))?;
     Ok((t.origin, t.language))
 }
@@ -113,7 +113,7 @@ async fn change_notice(
     method: Method,
     enabled: bool,
     two_factor_on: bool,
-    (origin, language): (String, Option<String>),
+    (origin, language): (Origin, Option<String>),
 ) -> Result<Option<authd_mail::PreparedMail>, ApiError> {
     let to = user.email.clone();
     let mail = Mail::TwoFactorChanged(TwoFactorChange {
@@ -133,7 +133,7 @@ pub(crate) async fn enable_method(
     state: &AppState,
     user: &users::User,
     method: Method,
-    target: (String, Option<String>),
+    target: (Origin, Option<String>),
     apply: impl FnOnce(&mut AnyConnection, i64) -> Result<bool, StoreError> + Send + 'static,
 ) -> Result<Option<Vec<String>>, ApiError> {
     let notice = change_notice(state, user, method, true, true, target).await?;
@@ -172,7 +172,7 @@ pub(crate) async fn disable_method(
     state: &AppState,
     user: &users::User,
     method: Method,
-    target: (String, Option<String>),
+    target: (Origin, Option<String>),
     apply: impl FnOnce(&mut AnyConnection) -> Result<bool, StoreError> + Send + 'static,
 ) -> Result<bool, ApiError> {
     // Whether two-factor authentication stays on is known only inside the transaction, so

@@ -116,7 +116,7 @@ pub async fn enable(
         return Err(otp_invalid());
     };
     let target = (
-        verified.origin().to_owned(),
+        authd_mail::Origin::configured_or_default(&state.settings, verified.origin()),
         Some(verified.language().to_owned()),
     );
     let user_id = user.id;

@@ -104,7 +104,7 @@ pub async fn setup(
     };
     target.check()?;
     let origin = target.resolve(&state)?.origin;
-    let issuer = state.settings.origin(&origin).map_or_else(
+    let issuer = state.settings.origin(origin.as_str()).map_or_else(
         || state.settings.tokens.issuer.clone(),
         |o| o.product_name.clone(),
     );
