@@ -2,19 +2,16 @@
 //! the login address changes, the old address is told, and the other logins end.
 
 use actix_web::{web, HttpResponse};
-use authd_mail::{Changed, CodeKind, EmailChange, Mail, Origin};
+use authd_mail::CodeKind;
 use authd_otp::Purpose;
 use authd_ratelimit::Limit;
-use authd_store::{refresh_tokens, users, Connection, StoreError};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::auth::{AccessAuth, SudoOrAccessWithout2fa};
-use crate::error::otp_invalid;
 use crate::error::ErrorBody;
 use crate::input::{self, MailQuery};
-use crate::services::accounts::active_user;
-use crate::services::codes::{check, confirm_address, AddressCode};
+use crate::services::codes::{confirm_address, AddressCode};
 use crate::ErrorCode;
 use crate::{json_ok, ApiError, AppState, JsonBody};
 
@@ -94,52 +91,6 @@ pub async fn complete(
     body: JsonBody<CompleteTransferBody>,
 ) -> Result<HttpResponse, ApiError> {
     let code = input::otp("otp", &body.0.otp)?;
-    let user = active_user(&state, auth.user_id).await?;
-    let guesser = crate::services::codes::CodeGuesser::user(user.id, ip.0);
-    let verified = check(&state, guesser, Purpose::EmailTransfer, code).await?;
-    let new = input::email(verified.target().unwrap_or_default())?;
-    let old = user.email.clone();
-    let mail = Mail::EmailChanged(EmailChange {
-        new_email_masked: new.masked(),
-        changed: Changed::now(&state.clock),
-    });
-    // The brand and language the code was requested in.
-    let notice = crate::notices::render(
-        &state,
-        mail,
-        Origin::configured_or_default(&state.settings, verified.origin()),
-        Some(verified.language().to_owned()),
-        old,
-    )
-    .await?;
-    let (user_id, keep) = (user.id, auth.claims.sid.clone());
-    let clock = state.clock.clone();
-    let changed = state
-        .store
-        .run(move |c| {
-            c.transaction(|c| {
-                let now = clock.now_ms();
-                if !verified.consume(c, now)? {
-                    return Ok(false);
-                }
-                // The unique index decides: of two accounts racing for one address, one wins.
-                users::set_email(c, user_id, &new)?;
-                // Codes mailed before the change (a reset code to the old address) stop
-                // working.
-                authd_otp::revoke_all(c, user_id)?;
-                refresh_tokens::revoke_all_for_user(c, user_id, keep.as_deref(), now)?;
-                crate::notices::enqueue(c, notice.as_ref(), now)?;
-                Ok(true)
-            })
-        })
-        .await;
-    match changed {
-        Ok(true) => {}
-        Ok(false) => return Err(otp_invalid()),
-        Err(StoreError::Duplicate) => return Err(ApiError::from(ErrorCode::NewEmailAlreadyInUse)),
-        Err(e) => return Err(e.into()),
-    }
-    state.mailer.do_send(authd_mail::Wake);
-    tracing::info!(user_id, "login address changed");
+    crate::services::addresses::change_with_code(&state, &auth, ip.0, code).await?;
     Ok(json_ok(&()))
 }

@@ -2,17 +2,12 @@
 //! older clients' alias `POST /v1/auth/forgot-password`.
 
 use actix_web::{web, HttpResponse};
-use authd_mail::{Changed, CodeKind, Mail, Origin};
-use authd_otp::{Decoy, Issue, Purpose};
-use authd_ratelimit::Limit;
-use authd_store::{refresh_tokens, users, Connection};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::auth::SudoOrAccessWithout2fa;
-use crate::error::{issue_error, otp_invalid, ErrorBody};
-use crate::input::{self, MailQuery, MailTarget};
-use crate::ErrorCode;
+use crate::error::ErrorBody;
+use crate::input::{self, MailQuery};
 use crate::{json_ok, ApiError, AppState, JsonBody};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -88,7 +83,7 @@ pub async fn reset_send(
 ) -> Result<HttpResponse, ApiError> {
     crate::client_ip::ip_budget(&state, &req, authd_ratelimit::IpGroup::Reset).await?;
     query.check()?;
-    send_reset(&state, &query, &body.0.email).await
+    crate::services::passwords::send_reset(&state, &query, &body.0.email).await
 }
 
 /// The older clients' alias of `POST /user/password/reset/send` (email of 5 to 100 characters).
@@ -138,7 +133,7 @@ async fn forgot_password_answer(
             "email must be 5 to 100 characters long",
         ));
     }
-    send_reset(state, &query, &body.0.email).await
+    crate::services::passwords::send_reset(state, &query, &body.0.email).await
 }
 
 /// The alias's texts, in place of the codes and sentences of `reset/send`.
@@ -149,75 +144,6 @@ fn legacy_text(e: ApiError) -> ApiError {
         429 => e.with_message("Last password forgot call was too recent"),
         _ => e,
     }
-}
-
-async fn send_reset(
-    state: &AppState,
-    query: &MailQuery,
-    raw_email: &str,
-) -> Result<HttpResponse, ApiError> {
-    let email = input::email(raw_email)?;
-    input::allowed_provider(state, &email)?;
-    let MailTarget {
-        origin,
-        language,
-        explicit,
-    } = query.resolve(state)?;
-
-    let lookup = email.clone();
-    let key = email.as_str().to_owned();
-    crate::throttle::with_permit(
-        state,
-        Limit::ResetMail,
-        ErrorCode::TooManyResetMailAttempts,
-        key,
-        async move {
-            let user = state
-                .store
-                .read(move |c| users::find_by_email(c, &lookup))
-                .await?
-                .filter(|u| !u.disabled);
-            let link = state
-                .settings
-                .origin(origin.as_str())
-                .map(|o| o.reset_url.clone());
-            let kind = CodeKind::PasswordReset;
-            let outcome = match user {
-                Some(user) => {
-                    let msg = Issue {
-                        user_id: user.id,
-                        purpose: Purpose::PasswordReset,
-                        to: email.clone(),
-                        origin,
-                        language,
-                        kind,
-                        link,
-                        target: None,
-                        remember: explicit,
-                    };
-                    state.otp.send(msg).await
-                }
-                None => {
-                    state
-                        .otp
-                        .send(Decoy {
-                            to: email.clone(),
-                            origin,
-                            language,
-                            kind,
-                            link,
-                        })
-                        .await
-                }
-            };
-            match outcome {
-                Ok(Ok(())) => Ok(json_ok(&())),
-                Ok(Err(e)) => Err(issue_error(e)),
-                Err(e) => Err(ApiError::internal(e)),
-            }
-        },
-    )
-    .await
 }
 
 /// Answers 200 when the code is currently valid for the address, without using it up. A wrong
@@ -241,7 +167,7 @@ pub async fn reset_validate(
     crate::client_ip::ip_budget(&state, &req, authd_ratelimit::IpGroup::Reset).await?;
     let email = input::email(&body.0.email)?;
     let code = input::otp("otp", &body.0.otp)?;
-    check_reset_code(
+    crate::services::passwords::check_reset_code(
         &state,
         crate::client_ip::client_ip(&state, &req),
         email,
@@ -249,31 +175,6 @@ pub async fn reset_validate(
     )
     .await
     .map(|_| json_ok(&()))
-}
-
-/// Checks a reset code for an address. Unknown and disabled addresses do the same work (the
-/// lookup, the backoff, the code statement) and get the same 401.
-async fn check_reset_code(
-    state: &AppState,
-    ip: std::net::IpAddr,
-    email: authd_domain::Email,
-    code: String,
-) -> Result<(users::User, authd_otp::VerifiedOtp), ApiError> {
-    let account = format!("address:{}", email.as_str());
-    let user = state
-        .store
-        .read(move |c| users::find_by_email(c, &email))
-        .await?
-        .filter(|u| !u.disabled);
-    let guesser = crate::services::codes::CodeGuesser {
-        user_id: user.as_ref().map(|u| u.id),
-        account,
-        ip,
-    };
-    let verified =
-        crate::services::codes::check(state, guesser, Purpose::PasswordReset, code).await?;
-    let user = user.ok_or_else(otp_invalid)?;
-    Ok((user, verified))
 }
 
 /// Replaces the password using the mailed code: the code is used up, every refresh token of
@@ -299,46 +200,14 @@ pub async fn reset_with_otp(
     let code = input::otp("otp", &body.0.otp)?;
     let password = input::new_password(&state, &body.0.new_password).await?;
 
-    let (user, verified) = check_reset_code(
+    crate::services::passwords::reset_with_code(
         &state,
         crate::client_ip::client_ip(&state, &req),
         email,
         code,
+        password,
     )
     .await?;
-    let hash = state.hasher.hash(password).await?;
-
-    // The notice goes out in the brand and language the code was requested in.
-    let origin = Origin::configured_or_default(&state.settings, verified.origin());
-    let to = user.email.clone();
-    let notice =
-        password_changed_notice(&state, origin, Some(verified.language().to_owned()), to).await?;
-
-    let user_id = user.id;
-    let clock = state.clock.clone();
-    let done = state
-        .store
-        .run(move |c| {
-            c.transaction(|c| {
-                let now = clock.now_ms();
-                if !verified.consume(c, now)? {
-                    return Ok(false);
-                }
-                users::set_password(c, user_id, &hash)?;
-                // Codes of other purposes mailed before the reset stop working.
-                authd_otp::revoke_all(c, user_id)?;
-                // Whoever knew the old password may hold a login: end them all.
-                refresh_tokens::revoke_all_for_user(c, user_id, None, now)?;
-                crate::notices::enqueue(c, notice.as_ref(), now)?;
-                Ok(true)
-            })
-        })
-        .await?;
-    if !done {
-        return Err(otp_invalid());
-    }
-    state.mailer.do_send(authd_mail::Wake);
-    tracing::info!(user_id, "password reset with an emailed code");
     Ok(json_ok(&()))
 }
 
@@ -380,46 +249,14 @@ pub async fn change_password(
         ));
     }
     let password = input::new_password(&state, &body.0.new_password).await?;
-    let user_id = auth.user_id;
-    let user = state
-        .store
-        .read(move |c| users::find_by_id(c, user_id))
-        .await?
-        .filter(|u| !u.disabled)
-        .ok_or_else(crate::auth::invalid_token)?;
-    crate::services::accounts::confirm_password(&state, &user, body.0.old_password.clone(), ip.0)
-        .await?;
-    let hash = state.hasher.hash(password).await?;
-    let to = user.email.clone();
-    let target = input::notice_target(&state, &user, Some(&query))?;
-    let notice = password_changed_notice(&state, target.origin, target.language, to).await?;
-    let keep = auth.sid.clone();
-    let clock = state.clock.clone();
-    state
-        .store
-        .run(move |c| {
-            c.transaction(|c| {
-                let now = clock.now_ms();
-                users::set_password(c, user_id, &hash)?;
-                // Codes mailed before the change stop working.
-                authd_otp::revoke_all(c, user_id)?;
-                refresh_tokens::revoke_all_for_user(c, user_id, keep.as_deref(), now)?;
-                crate::notices::enqueue(c, notice.as_ref(), now)?;
-                Ok(())
-            })
-        })
-        .await?;
-    state.mailer.do_send(authd_mail::Wake);
+    crate::services::passwords::change(
+        &state,
+        &auth,
+        ip.0,
+        body.0.old_password.clone(),
+        password,
+        &query,
+    )
+    .await?;
     Ok(json_ok(&()))
-}
-
-/// Renders the "password changed" notice for the outbox.
-async fn password_changed_notice(
-    state: &AppState,
-    origin: Origin,
-    language: Option<String>,
-    to: authd_domain::Email,
-) -> Result<Option<authd_mail::PreparedMail>, ApiError> {
-    let mail = Mail::PasswordChanged(Changed::now(&state.clock));
-    crate::notices::render(state, mail, origin, language, to).await
 }

@@ -2,6 +2,8 @@
 //! parse input, call into here and shape the answer; they never import each other.
 
 pub mod accounts;
+pub mod addresses;
 pub mod codes;
+pub mod passwords;
 pub mod sessions;
 pub mod two_factor;
