@@ -3,6 +3,7 @@
 //! notice commit together.
 
 use authd_mail::{Mail, Origin, PreparedMail, Render};
+use authd_store::{AnyConnection, Connection, StoreError};
 
 use crate::{ApiError, AppState};
 
@@ -32,14 +33,37 @@ pub async fn render(
     }
 }
 
-/// Queues a rendered notice; call inside the transaction that makes the change.
-pub fn enqueue(
-    conn: &mut authd_store::AnyConnection,
-    notice: Option<&PreparedMail>,
-    now_ms: i64,
-) -> Result<(), authd_store::StoreError> {
-    if let Some(mail) = notice {
-        authd_store::outbox::enqueue(conn, &mail.as_new_mail(now_ms))?;
+/// Makes a change and queues its notice in one transaction, then wakes the Mailer once it
+/// committed: the one place a notice is queued. `change` gets the connection and the time
+/// and answers its value and which of `notices` to queue: `None` when it changed nothing (a
+/// code used by a parallel request), so no one is told of a change that did not happen; more
+/// than one notice when its wording depends on what the transaction finds.
+pub async fn commit<T, F>(
+    state: &AppState,
+    notices: Vec<Option<PreparedMail>>,
+    change: F,
+) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut AnyConnection, i64) -> Result<(T, Option<usize>), StoreError> + Send + 'static,
+{
+    let clock = state.clock.clone();
+    let (value, queued) = state
+        .store
+        .run(move |c| {
+            c.transaction(|c| {
+                let now = clock.now_ms();
+                let (value, which) = change(c, now)?;
+                let notice = which.and_then(|i| notices.get(i)).and_then(Option::as_ref);
+                if let Some(mail) = notice {
+                    authd_store::outbox::enqueue(c, &mail.as_new_mail(now))?;
+                }
+                Ok((value, notice.is_some()))
+            })
+        })
+        .await?;
+    if queued {
+        state.mailer.do_send(authd_mail::Wake);
     }
-    Ok(())
+    Ok(value)
 }

@@ -3,7 +3,7 @@
 
 use authd_mail::{Changed, EmailChange, Mail, Origin};
 use authd_otp::Purpose;
-use authd_store::{refresh_tokens, users, Connection, StoreError};
+use authd_store::{refresh_tokens, users, StoreError};
 
 use crate::auth::AccessAuth;
 use crate::error::otp_invalid;
@@ -41,33 +41,24 @@ pub(crate) async fn change_with_code(
     )
     .await?;
     let (user_id, keep) = (user.id, auth.claims.sid.clone());
-    let clock = state.clock.clone();
-    let changed = state
-        .store
-        .run(move |c| {
-            c.transaction(|c| {
-                let now = clock.now_ms();
-                if !verified.consume(c, now)? {
-                    return Ok(false);
-                }
-                // The unique index decides: of two accounts racing for one address, one wins.
-                users::set_email(c, user_id, &new)?;
-                // Codes mailed before the change (a reset code to the old address) stop
-                // working.
-                authd_otp::revoke_all(c, user_id)?;
-                refresh_tokens::revoke_all_for_user(c, user_id, keep.as_deref(), now)?;
-                crate::notices::enqueue(c, notice.as_ref(), now)?;
-                Ok(true)
-            })
-        })
-        .await;
+    let changed = crate::notices::commit(state, vec![notice], move |c, now| {
+        if !verified.consume(c, now)? {
+            return Ok((false, None));
+        }
+        // The unique index decides: of two accounts racing for one address, one wins.
+        users::set_email(c, user_id, &new)?;
+        // Codes mailed before the change (a reset code to the old address) stop working.
+        authd_otp::revoke_all(c, user_id)?;
+        refresh_tokens::revoke_all_for_user(c, user_id, keep.as_deref(), now)?;
+        Ok((true, Some(0)))
+    })
+    .await;
     match changed {
         Ok(true) => {}
         Ok(false) => return Err(otp_invalid()),
         Err(StoreError::Duplicate) => return Err(ApiError::from(ErrorCode::NewEmailAlreadyInUse)),
         Err(e) => return Err(e.into()),
     }
-    state.mailer.do_send(authd_mail::Wake);
     tracing::info!(user_id, "login address changed");
     Ok(())
 }

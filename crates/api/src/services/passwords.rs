@@ -6,7 +6,7 @@ use authd_domain::{Email, Password};
 use authd_mail::{Changed, CodeKind, Mail, Origin};
 use authd_otp::{Decoy, Issue, Purpose};
 use authd_ratelimit::Limit;
-use authd_store::{refresh_tokens, users, Connection};
+use authd_store::{refresh_tokens, users};
 
 use crate::auth::SudoOrAccessWithout2fa;
 use crate::error::{issue_error, otp_invalid};
@@ -105,29 +105,21 @@ pub(crate) async fn reset_with_code(
         password_changed_notice(state, origin, Some(verified.language().to_owned()), to).await?;
 
     let user_id = user.id;
-    let clock = state.clock.clone();
-    let done = state
-        .store
-        .run(move |c| {
-            c.transaction(|c| {
-                let now = clock.now_ms();
-                if !verified.consume(c, now)? {
-                    return Ok(false);
-                }
-                users::set_password(c, user_id, &hash)?;
-                // Codes of other purposes mailed before the reset stop working.
-                authd_otp::revoke_all(c, user_id)?;
-                // Whoever knew the old password may hold a login: end them all.
-                refresh_tokens::revoke_all_for_user(c, user_id, None, now)?;
-                crate::notices::enqueue(c, notice.as_ref(), now)?;
-                Ok(true)
-            })
-        })
-        .await?;
+    let done = crate::notices::commit(state, vec![notice], move |c, now| {
+        if !verified.consume(c, now)? {
+            return Ok((false, None));
+        }
+        users::set_password(c, user_id, &hash)?;
+        // Codes of other purposes mailed before the reset stop working.
+        authd_otp::revoke_all(c, user_id)?;
+        // Whoever knew the old password may hold a login: end them all.
+        refresh_tokens::revoke_all_for_user(c, user_id, None, now)?;
+        Ok((true, Some(0)))
+    })
+    .await?;
     if !done {
         return Err(otp_invalid());
     }
-    state.mailer.do_send(authd_mail::Wake);
     tracing::info!(user_id, "password reset with an emailed code");
     Ok(())
 }
@@ -155,22 +147,14 @@ pub(crate) async fn change(
     let target = input::notice_target(state, &user, Some(query))?;
     let notice = password_changed_notice(state, target.origin, target.language, to).await?;
     let keep = auth.sid.clone();
-    let clock = state.clock.clone();
-    state
-        .store
-        .run(move |c| {
-            c.transaction(|c| {
-                let now = clock.now_ms();
-                users::set_password(c, user_id, &hash)?;
-                // Codes mailed before the change stop working.
-                authd_otp::revoke_all(c, user_id)?;
-                refresh_tokens::revoke_all_for_user(c, user_id, keep.as_deref(), now)?;
-                crate::notices::enqueue(c, notice.as_ref(), now)?;
-                Ok(())
-            })
-        })
-        .await?;
-    state.mailer.do_send(authd_mail::Wake);
+    crate::notices::commit(state, vec![notice], move |c, now| {
+        users::set_password(c, user_id, &hash)?;
+        // Codes mailed before the change stop working.
+        authd_otp::revoke_all(c, user_id)?;
+        refresh_tokens::revoke_all_for_user(c, user_id, keep.as_deref(), now)?;
+        Ok(((), Some(0)))
+    })
+    .await?;
     Ok(())
 }
 

@@ -7,7 +7,7 @@ use actix_web::HttpResponse;
 use authd_domain::sealed::SecretBox;
 use authd_domain::two_factor::recovery;
 use authd_mail::{Changed, Mail, Origin, TwoFactorChange};
-use authd_store::{two_factor, users, AnyConnection, Connection, StoreError};
+use authd_store::{two_factor, users, AnyConnection, StoreError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -139,29 +139,21 @@ pub(crate) async fn enable_method(
     let notice = change_notice(state, user, method, true, true, target).await?;
     let user_id = user.id;
     let (codes, hashes) = new_recovery_set(state, user_id);
-    let clock = state.clock.clone();
-    let outcome = state
-        .store
-        .run(move |c| {
-            c.transaction(|c| {
-                let now = clock.now_ms();
-                two_factor::lock_user(c, user_id)?;
-                let was_on = two_factor::enabled(c, user_id)?;
-                if !apply(c, now)? {
-                    return Ok(None);
-                }
-                if !was_on {
-                    two_factor::recovery_replace(c, user_id, &hashes, now)?;
-                }
-                crate::notices::enqueue(c, notice.as_ref(), now)?;
-                Ok(Some(was_on))
-            })
-        })
-        .await?;
+    let outcome = crate::notices::commit(state, vec![notice], move |c, now| {
+        two_factor::lock_user(c, user_id)?;
+        let was_on = two_factor::enabled(c, user_id)?;
+        if !apply(c, now)? {
+            return Ok((None, None));
+        }
+        if !was_on {
+            two_factor::recovery_replace(c, user_id, &hashes, now)?;
+        }
+        Ok((Some(was_on), Some(0)))
+    })
+    .await?;
     let Some(was_on) = outcome else {
         return Ok(None);
     };
-    state.mailer.do_send(authd_mail::Wake);
     tracing::info!(user_id, method = method.as_str(), "second factor enabled");
     Ok(Some(if was_on { Vec::new() } else { codes }))
 }
@@ -180,28 +172,19 @@ pub(crate) async fn disable_method(
     let still_on = change_notice(state, user, method, false, true, target.clone()).await?;
     let now_off = change_notice(state, user, method, false, false, target).await?;
     let user_id = user.id;
-    let clock = state.clock.clone();
-    let done = state
-        .store
-        .run(move |c| {
-            c.transaction(|c| {
-                let now = clock.now_ms();
-                two_factor::lock_user(c, user_id)?;
-                if !apply(c)? {
-                    return Ok(false);
-                }
-                let on = two_factor::enabled(c, user_id)?;
-                if !on {
-                    two_factor::recovery_delete(c, user_id)?;
-                }
-                let notice = if on { &still_on } else { &now_off };
-                crate::notices::enqueue(c, notice.as_ref(), now)?;
-                Ok(true)
-            })
-        })
-        .await?;
+    let done = crate::notices::commit(state, vec![still_on, now_off], move |c, _now| {
+        two_factor::lock_user(c, user_id)?;
+        if !apply(c)? {
+            return Ok((false, None));
+        }
+        let on = two_factor::enabled(c, user_id)?;
+        if !on {
+            two_factor::recovery_delete(c, user_id)?;
+        }
+        Ok((true, Some(if on { 0 } else { 1 })))
+    })
+    .await?;
     if done {
-        state.mailer.do_send(authd_mail::Wake);
         tracing::info!(user_id, method = method.as_str(), "second factor disabled");
     }
     Ok(done)

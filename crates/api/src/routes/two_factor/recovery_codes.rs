@@ -5,7 +5,7 @@ use actix_web::{web, HttpResponse};
 use authd_domain::two_factor::recovery;
 use authd_mail::{Changed, Mail, RecoveryCodeUse};
 use authd_ratelimit::Backoff;
-use authd_store::{two_factor, Connection};
+use authd_store::two_factor;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -94,23 +94,11 @@ pub async fn authenticate(
             let notice = crate::notices::render(&state, mail, origin, language, to).await?;
             // One conditional update: a code is used once, however many requests race. Its
             // notice commits with it.
-            let clock = state.clock.clone();
-            let used = state
-                .store
-                .run(move |c| {
-                    c.transaction(|c| {
-                        let now = clock.now_ms();
-                        let used = two_factor::recovery_use(c, user_id, &hash, now)?;
-                        if used {
-                            crate::notices::enqueue(c, notice.as_ref(), now)?;
-                        }
-                        Ok(used)
-                    })
-                })
-                .await?;
-            if used {
-                state.mailer.do_send(authd_mail::Wake);
-            }
+            let used = crate::notices::commit(&state, vec![notice], move |c, now| {
+                let used = two_factor::recovery_use(c, user_id, &hash, now)?;
+                Ok((used, used.then_some(0)))
+            })
+            .await?;
             Ok(used)
         },
     )
@@ -145,26 +133,18 @@ pub async fn reset(
     let mail = Mail::RecoveryCodesReset(Changed::now(&state.clock));
     let notice = crate::notices::render(&state, mail, origin, language, to).await?;
     let (codes, hashes) = new_recovery_set(&state, user_id);
-    let clock = state.clock.clone();
-    let done = state
-        .store
-        .run(move |c| {
-            c.transaction(|c| {
-                let now = clock.now_ms();
-                two_factor::lock_user(c, user_id)?;
-                if !two_factor::enabled(c, user_id)? {
-                    return Ok(false);
-                }
-                two_factor::recovery_replace(c, user_id, &hashes, now)?;
-                crate::notices::enqueue(c, notice.as_ref(), now)?;
-                Ok(true)
-            })
-        })
-        .await?;
+    let done = crate::notices::commit(&state, vec![notice], move |c, now| {
+        two_factor::lock_user(c, user_id)?;
+        if !two_factor::enabled(c, user_id)? {
+            return Ok((false, None));
+        }
+        two_factor::recovery_replace(c, user_id, &hashes, now)?;
+        Ok((true, Some(0)))
+    })
+    .await?;
     if !done {
         return Err(conflict(ErrorCode::TwoFactorIsDisabled));
     }
-    state.mailer.do_send(authd_mail::Wake);
     tracing::info!(user_id, "recovery codes replaced");
     Ok(json_ok(&RecoveryCodesBody {
         recovery_codes: codes,
