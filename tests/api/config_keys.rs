@@ -59,7 +59,8 @@ fn set(env: &mut HashMap<String, String>, pairs: &[(&str, &str)]) {
 /// A second server on the database of `first`, with `overrides`.
 async fn second_server(db: Db, first: &TestApp, overrides: &[(&str, &str)]) -> TestApp {
     let url = first.db.url.clone();
-    TestApp::spawn_adjusted(db, |_, env| {
+    // The same clock: a TOTP step the first server accepted is the same step here.
+    TestApp::spawn_with_clock(db, first.clock.clone(), |_, env| {
         env.insert("AUTHD__DATABASE__URL".into(), url);
         set(env, overrides);
     })
@@ -447,7 +448,7 @@ async fn secrets_totp_key_file_encrypts_the_totp_secrets(db: Db) {
     let partial =
         assert_two_factor_required(&other_key.login("ann@example.org", PASSWORD).await).partial;
     other_key
-        .totp_authenticate(&partial, &totp_at(&url, now_secs()))
+        .totp_authenticate(&partial, &totp_at(&url, app.now_secs()))
         .await
         .assert_error(500, "TOTP_CORRUPT");
     let same_key = second_server(db, &app, &[("AUTHD__SECRETS__TOTP_KEY", OTHER_TOTP_KEY)]).await;
@@ -455,7 +456,7 @@ async fn secrets_totp_key_file_encrypts_the_totp_secrets(db: Db) {
         assert_two_factor_required(&same_key.login("ann@example.org", PASSWORD).await).partial;
     assert_full_tokens(
         &same_key
-            .totp_authenticate(&partial, &totp_at(&url, now_secs()))
+            .totp_authenticate(&partial, &totp_at(&url, app.now_secs()))
             .await,
     );
 }

@@ -5,7 +5,7 @@
 
 use authd_domain::tokens::TokenKind;
 use authd_tests::two_factor::{
-    assert_sudo_only, assert_ten_recovery_codes, assert_two_factor_required, now_secs, totp_at,
+    assert_sudo_only, assert_ten_recovery_codes, assert_two_factor_required, totp_at,
 };
 use authd_tests::{both_dbs, Db, Reply, TestApp};
 use serde_json::json;
@@ -515,7 +515,7 @@ async fn each_authenticate_call_puts_the_refresh_token_in_the_cookie_with_cookie
         .post_with(
             "/user/2fa/totp/authenticate?cookie=true",
             &partial,
-            &json!({ "totp": totp_at(&url, now_secs()) }),
+            &json!({ "totp": totp_at(&url, app.now_secs()) }),
         )
         .await;
     tokens.push(check(&res));

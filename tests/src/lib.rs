@@ -251,6 +251,16 @@ impl TestApp {
         db: Db,
         adjust: impl FnOnce(&TestDb, &mut HashMap<String, String>),
     ) -> Self {
+        Self::spawn_with_clock(db, authd::Clock::adjustable(), adjust).await
+    }
+
+    /// [`TestApp::spawn_adjusted`] on a given clock: a second server of a test shares the
+    /// first one's, so both read the same (moved) time.
+    pub async fn spawn_with_clock(
+        db: Db,
+        clock: authd::Clock,
+        adjust: impl FnOnce(&TestDb, &mut HashMap<String, String>),
+    ) -> Self {
         let db = TestDb::create(db);
         let mut env: HashMap<String, String> = HashMap::from([
             ("AUTHD_ENV".into(), "development".into()),
@@ -294,7 +304,6 @@ impl TestApp {
             env: Some(env.clone()),
         };
         let loaded = sources.load().expect("test settings load");
-        let clock = authd::Clock::adjustable();
         let app = Application::build_with_clock(loaded, clock.clone())
             .await
             .expect("server builds");
