@@ -274,25 +274,38 @@ pub(crate) fn otp_invalid() -> ApiError {
     ApiError::from(ErrorCode::OtpInvalidExpired)
 }
 
-pub(crate) fn template_error(e: RenderError) -> ApiError {
-    match e {
-        RenderError::Template(t) => ApiError::internal_code(ErrorCode::UnableToFindMailTemplate, t),
-        // Origins are checked where a request names them (400 UNKNOWN_ORIGIN); the Mailer not
-        // knowing a checked one is the server's fault.
-        e @ RenderError::UnknownOrigin => ApiError::internal(e),
-        // An address our parser accepts but the mail library refuses: refuse it as input.
-        RenderError::Compose(c) => {
-            tracing::warn!(cause = %c, "address accepted by validation but refused by the mail composer");
-            ApiError::bad_request("Invalid email address")
+impl From<RenderError> for ApiError {
+    fn from(e: RenderError) -> Self {
+        match e {
+            RenderError::Template(t) => {
+                ApiError::internal_code(ErrorCode::UnableToFindMailTemplate, t)
+            }
+            // Origins are checked where a request names them (400 UNKNOWN_ORIGIN); the Mailer not
+            // knowing a checked one is the server's fault.
+            e @ RenderError::UnknownOrigin => ApiError::internal(e),
+            // An address our parser accepts but the mail library refuses: refuse it as input.
+            RenderError::Compose(c) => {
+                tracing::warn!(cause = %c, "address accepted by validation but refused by the mail composer");
+                ApiError::bad_request("Invalid email address")
+            }
         }
     }
 }
 
-pub(crate) fn issue_error(e: IssueError) -> ApiError {
-    match e {
-        IssueError::Render(r) => template_error(r),
-        IssueError::Store(s) => s.into(),
-        IssueError::Mailer(m) => ApiError::internal(m),
+impl From<IssueError> for ApiError {
+    fn from(e: IssueError) -> Self {
+        match e {
+            IssueError::Render(r) => r.into(),
+            IssueError::Store(s) => s.into(),
+            IssueError::Mailer(m) => ApiError::internal(m),
+        }
+    }
+}
+
+/// An actor that did not answer (stopped, or its mailbox closed): the server's failure.
+impl From<actix::MailboxError> for ApiError {
+    fn from(e: actix::MailboxError) -> Self {
+        ApiError::internal(e)
     }
 }
 

@@ -5,7 +5,7 @@ use authd_mail::CodeKind;
 use authd_otp::{Check, CheckError, Issue, Purpose, VerifiedOtp};
 use authd_ratelimit::{Backoff, Limit};
 
-use crate::error::{issue_error, otp_invalid};
+use crate::error::otp_invalid;
 use crate::input::{self, MailQuery, MailTarget};
 use crate::ErrorCode;
 use crate::{ApiError, AppState};
@@ -48,11 +48,7 @@ pub async fn send_code(
                 remember: mail.target.explicit,
             })
             .await;
-        match issued {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(issue_error(e)),
-            Err(e) => Err(ApiError::internal(e)),
-        }
+        Ok(issued??)
     })
     .await
 }

@@ -9,7 +9,7 @@ use authd_ratelimit::Limit;
 use authd_store::{refresh_tokens, users};
 
 use crate::auth::SudoOrAccessWithout2fa;
-use crate::error::{issue_error, otp_invalid};
+use crate::error::otp_invalid;
 use crate::input::{self, MailQuery, MailTarget};
 use crate::ErrorCode;
 use crate::{json_ok, ApiError, AppState};
@@ -76,11 +76,8 @@ pub(crate) async fn send_reset(
                         .await
                 }
             };
-            match outcome {
-                Ok(Ok(())) => Ok(json_ok(&())),
-                Ok(Err(e)) => Err(issue_error(e)),
-                Err(e) => Err(ApiError::internal(e)),
-            }
+            outcome??;
+            Ok(json_ok(&()))
         },
     )
     .await
