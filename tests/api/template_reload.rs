@@ -15,6 +15,7 @@ both_dbs!(
 
 const ANN: &str = "ann@example.org";
 const SUBJECT: &str = "password_reset/en.subject.tera";
+const RELOADS: &str = "auth_mail_template_reloads_total";
 const FAILED: &str =
     r#"auth_mail_template_failures_total{origin="default",kind="password_reset",reason="reload"}"#;
 
@@ -67,6 +68,9 @@ async fn dev_reload_templates_an_edit_reaches_the_next_mail_and_a_broken_one_kee
     let (app, dir) = app_with_own_templates(db, &[]).await;
     let first = next_reset_subject(&app).await;
     assert!(!first.contains("Edited"), "{first}");
+    // Reading the templates (to render that mail) changes nothing: no reload.
+    actix_rt::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(metric_value(&app.metrics().await, RELOADS), Some(0.0));
     let page = app.get("/dev/mail").await;
     assert_eq!(page.status, 200);
     assert!(!page.text.contains("template-error"), "no banner yet");
@@ -79,6 +83,10 @@ async fn dev_reload_templates_an_edit_reaches_the_next_mail_and_a_broken_one_kee
     let edited = wait_for_subject_with(&app, "Edited").await;
     assert_eq!(edited, "Edited: reset your Example password");
     assert_eq!(metric_value(&app.metrics().await, FAILED), Some(0.0));
+    // One edit, one reload: the reload's own reading of every file is no change. (Editors
+    // may write a file in a few steps; the settle time joins them.)
+    actix_rt::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(metric_value(&app.metrics().await, RELOADS), Some(1.0));
 
     // A broken edit: refused, counted, shown; the last good template stays in use.
     std::fs::write(dir.join(SUBJECT), "{% if %}broken\n").unwrap();

@@ -77,9 +77,13 @@ pub fn watch(
     default_language: String,
     origins: Vec<String>,
 ) -> Result<(), notify::Error> {
+    // Events name absolute paths: the folder's own must be absolute too, to name the files
+    // relative to it (their kind and origin).
+    let dir = dir.canonicalize().unwrap_or(dir);
     let (tx, rx) = std::sync::mpsc::channel();
     let mut watcher = notify::recommended_watcher(tx)?;
     watcher.watch(&dir, RecursiveMode::Recursive)?;
+    metrics::counter!(names::MAIL_TEMPLATE_RELOADS_TOTAL).absolute(0);
     for origin in &origins {
         for kind in MailKind::ALL {
             metrics::counter!(names::MAIL_TEMPLATE_FAILURES_TOTAL, "origin" => origin.clone(), "kind" => kind.as_str(), "reason" => "reload")
@@ -94,18 +98,35 @@ pub fn watch(
             while let Ok(first) = rx.recv() {
                 let mut changed = BTreeSet::new();
                 let mut note = |event: notify::Result<notify::Event>| match event {
-                    Ok(e) => changed.extend(e.paths),
+                    // Reading a file is no change (and a reload reads them all).
+                    Ok(e) if changes_content(&e.kind) => changed.extend(e.paths),
+                    Ok(_) => {}
                     Err(e) => tracing::warn!(cause = %e, "watching the mail templates failed"),
                 };
                 note(first);
                 while let Ok(more) = rx.recv_timeout(SETTLE) {
                     note(more);
                 }
-                reload(&templates, &dir, &default_language, &origins, &changed);
+                if !changed.is_empty() {
+                    reload(&templates, &dir, &default_language, &origins, &changed);
+                }
             }
         })
         .map_err(|e| notify::Error::generic(&e.to_string()))?;
     Ok(())
+}
+
+/// Whether an event can change what a template says: files written, created, renamed or
+/// removed. Opening, reading and closing without writing (`Access`) cannot; a reload itself
+/// causes those for every file, so counting them would reload forever.
+fn changes_content(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode, EventKind};
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) => true,
+        EventKind::Any | EventKind::Other => true,
+    }
 }
 
 fn reload(
@@ -122,13 +143,23 @@ fn reload(
     match Catalog::load(dir, default_language) {
         Ok(catalog) => {
             templates.replace(catalog);
-            tracing::info!(files = ?files, "mail templates reloaded");
+            metrics::counter!(names::MAIL_TEMPLATE_RELOADS_TOTAL).increment(1);
+            tracing::info!(files = %summary(&files), "mail templates reloaded");
         }
         Err(e) => {
             count_failure(origins, &files);
-            tracing::error!(cause = %e, files = ?files, "mail templates not reloaded: the last good ones stay in use");
+            tracing::error!(cause = %e, files = %summary(&files), "mail templates not reloaded: the last good ones stay in use");
             templates.refuse(e.to_string());
         }
+    }
+}
+
+/// The changed files for a log line: the first three, and how many more.
+fn summary(files: &[String]) -> String {
+    let shown = files.iter().take(3).cloned().collect::<Vec<_>>().join(", ");
+    match files.len() {
+        0..=3 => shown,
+        n => format!("{shown} and {} more", n - 3),
     }
 }
 

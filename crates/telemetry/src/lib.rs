@@ -17,6 +17,7 @@ pub mod names {
     pub const PASSWORD_HASHING_CONCURRENCY: &str = "password_hashing_concurrency";
     pub const THROTTLE_HITS_TOTAL: &str = "auth_throttle_hits_total";
     pub const MAIL_TEMPLATE_FAILURES_TOTAL: &str = "auth_mail_template_failures_total";
+    pub const MAIL_TEMPLATE_RELOADS_TOTAL: &str = "auth_mail_template_reloads_total";
     pub const MAIL_SENT_TOTAL: &str = "auth_mail_sent_total";
     pub const MAIL_FAILURES_TOTAL: &str = "auth_mail_failures_total";
     pub const MAIL_BACKEND_FAILURES_TOTAL: &str = "auth_mail_backend_failures_total";
@@ -76,6 +77,10 @@ fn describe() {
     metrics::describe_counter!(
         LOGINS_TOTAL,
         "Logins, by outcome (success, failure, two_factor_required)."
+    );
+    metrics::describe_counter!(
+        MAIL_TEMPLATE_RELOADS_TOTAL,
+        "Mail template reloads in development (dev.reload_templates) that were taken into use."
     );
     metrics::describe_counter!(
         TWO_FACTOR_CHECKS_TOTAL,
