@@ -439,12 +439,7 @@ pub async fn sudo(
         ));
     }
     let user_id = auth.user_id;
-    let user = state
-        .store
-        .read(move |c| users::find_by_id(c, user_id))
-        .await?
-        .filter(|u| !u.disabled)
-        .ok_or_else(invalid_token)?;
+    let user = crate::services::accounts::active_user(&state, user_id).await?;
     if state
         .store
         .read(move |c| authd_store::two_factor::enabled(c, user_id))

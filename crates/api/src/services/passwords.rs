@@ -132,12 +132,7 @@ pub(crate) async fn change(
     query: &MailQuery,
 ) -> Result<(), ApiError> {
     let user_id = auth.user_id;
-    let user = state
-        .store
-        .read(move |c| users::find_by_id(c, user_id))
-        .await?
-        .filter(|u| !u.disabled)
-        .ok_or_else(crate::auth::invalid_token)?;
+    let user = crate::services::accounts::active_user(state, user_id).await?;
     crate::services::accounts::confirm_password(state, &user, old_password, ip).await?;
     let hash = state.hasher.hash(password).await?;
     let to = user.email.clone();
