@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 
 use actix_web::HttpRequest;
-use authd_ratelimit::{IpBudget, IpGroup, LimitError};
+use authd_ratelimit::{IpBudget, IpGroup};
 pub use authd_settings::ClientIpHeader;
 
 use crate::ErrorCode;
@@ -143,14 +143,10 @@ pub async fn ip_budget(
     group: IpGroup,
 ) -> Result<(), ApiError> {
     let ip = client_ip(state, req);
-    match state.limiter.send(IpBudget { group, ip }).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(LimitError::Denied(wait))) => {
-            Err(ApiError::too_many(ErrorCode::TooManyRequests, wait))
-        }
-        Ok(Err(LimitError::Store(e))) => Err(e.into()),
-        Err(e) => Err(ApiError::internal(e)),
-    }
+    crate::error::limited(
+        state.limiter.send(IpBudget { group, ip }).await,
+        ErrorCode::TooManyRequests,
+    )
 }
 
 #[cfg(test)]

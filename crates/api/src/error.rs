@@ -309,6 +309,19 @@ impl From<actix::MailboxError> for ApiError {
     }
 }
 
+/// The one mapping of a RateLimiter answer: a refusal is 429 `code` with the wait (its
+/// `retryAfter` and `Retry-After`), a store failure or an actor that did not answer is a 500.
+pub(crate) fn limited<T>(
+    answer: Result<Result<T, authd_ratelimit::LimitError>, actix::MailboxError>,
+    code: ErrorCode,
+) -> Result<T, ApiError> {
+    match answer? {
+        Ok(v) => Ok(v),
+        Err(authd_ratelimit::LimitError::Denied(wait)) => Err(ApiError::too_many(code, wait)),
+        Err(authd_ratelimit::LimitError::Store(e)) => Err(e.into()),
+    }
+}
+
 /// Whole seconds, rounded up, as the `next-*` calls and `retryAfter` report them.
 pub fn whole_seconds(d: std::time::Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)

@@ -50,8 +50,11 @@ impl MailQuery {
         Ok(())
     }
 
-    /// The origin to use: 400 `UNKNOWN_ORIGIN` when it is not configured (or disabled).
+    /// The origin to use: 400 `UNKNOWN_ORIGIN` when it is not configured (or disabled). Checks
+    /// the syntax too, so it is safe on its own; calls that validate the query before other
+    /// input call [`MailQuery::check`] first (an idempotent check).
     pub fn resolve(&self, state: &AppState) -> Result<MailTarget, ApiError> {
+        self.check()?;
         let origin = match &self.origin {
             Some(name) => {
                 Origin::configured(&state.settings, name).ok_or(crate::ErrorCode::UnknownOrigin)?
@@ -74,7 +77,6 @@ pub fn notice_target(
     query: Option<&MailQuery>,
 ) -> Result<MailTarget, ApiError> {
     if let Some(q) = query {
-        q.check()?;
         let target = q.resolve(state)?;
         if target.explicit {
             return Ok(target);

@@ -6,10 +6,10 @@ use std::future::Future;
 use std::net::IpAddr;
 
 use authd_ratelimit::{
-    Acquire, Backoff, BeginAttempt, GiveBack, Guesser, Limit, LimitError, NextAttempt, NextTake,
-    Success,
+    Acquire, Backoff, BeginAttempt, GiveBack, Guesser, Limit, NextAttempt, NextTake, Success,
 };
 
+use crate::error::limited;
 use crate::ErrorCode;
 use crate::{ApiError, AppState};
 
@@ -22,12 +22,7 @@ pub async fn with_permit<T>(
     key: String,
     work: impl Future<Output = Result<T, ApiError>>,
 ) -> Result<T, ApiError> {
-    let permit = match state.limiter.send(Acquire { limit, key }).await {
-        Ok(Ok(p)) => p,
-        Ok(Err(LimitError::Denied(wait))) => return Err(ApiError::too_many(code, wait)),
-        Ok(Err(LimitError::Store(e))) => return Err(e.into()),
-        Err(e) => return Err(ApiError::internal(e)),
-    };
+    let permit = limited(state.limiter.send(Acquire { limit, key }).await, code)?;
     let result = work.await;
     if result.is_err() {
         if let Err(e) = state
@@ -96,20 +91,13 @@ pub async fn guarded<T: Outcome>(
     check: impl Future<Output = Result<T, ApiError>>,
 ) -> Result<T, ApiError> {
     let kind = guess.backoff.as_str();
-    let admitted = match state.limiter.send(BeginAttempt(guess.guesser())).await {
-        Ok(Ok(a)) => a,
-        Ok(Err(LimitError::Denied(wait))) => return Err(ApiError::too_many(guess.too_many, wait)),
-        Ok(Err(LimitError::Store(e))) => return Err(e.into()),
-        Err(e) => return Err(ApiError::internal(e)),
-    };
+    let admitted = limited(
+        state.limiter.send(BeginAttempt(guess.guesser())).await,
+        guess.too_many,
+    )?;
     let outcome = check.await?;
     if outcome.right() {
-        state
-            .limiter
-            .send(Success(guess.guesser()))
-            .await
-            .map_err(ApiError::internal)?
-            .map_err(ApiError::from)?;
+        state.limiter.send(Success(guess.guesser())).await??;
         return Ok(outcome);
     }
     tracing::warn!(
@@ -143,20 +131,12 @@ pub async fn guarded<T: Outcome>(
 
 /// Seconds until this guesser's next guess may be made (0: now).
 pub async fn next_attempt(state: &AppState, guess: &Guess) -> Result<u64, ApiError> {
-    let wait = state
-        .limiter
-        .send(NextAttempt(guess.guesser()))
-        .await
-        .map_err(ApiError::internal)??;
+    let wait = state.limiter.send(NextAttempt(guess.guesser())).await??;
     Ok(crate::error::whole_seconds(wait))
 }
 
 /// Seconds until one more unit of `limit` can be taken (0: now).
 pub async fn next_take(state: &AppState, limit: Limit, key: String) -> Result<u64, ApiError> {
-    let wait = state
-        .limiter
-        .send(NextTake { limit, key })
-        .await
-        .map_err(ApiError::internal)??;
+    let wait = state.limiter.send(NextTake { limit, key }).await??;
     Ok(crate::error::whole_seconds(wait))
 }

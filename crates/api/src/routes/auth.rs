@@ -1,23 +1,16 @@
 //! Login and tokens: refresh tokens (opaque, stored as hashes, rotated, grouped in families),
 //! and signed access tokens verifiable offline with the keys at `/.well-known/jwks.json`.
 
-use std::time::Duration;
-
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
-use authd_domain::tokens::{new_refresh_token, refresh_token_hash, TokenKind};
-use authd_domain::Email;
-use authd_store::{refresh_tokens, users, Connection};
-use authd_telemetry::names;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::auth::{invalid_token, AccessAuth, PresentedRefresh, RefreshAuth};
+use crate::auth::{AccessAuth, PresentedRefresh, RefreshAuth};
 use crate::browser::{clear_refresh_cookie, set_refresh_cookie, CookieMode, CookieQuery};
 use crate::error::ErrorBody;
-use crate::services::accounts::{confirm_password, guarded_password_check, password_incorrect};
-use crate::services::sessions::{issue_refresh_in_family, ms};
+use crate::services::sessions::{self, LoginOutcome};
 use crate::ErrorCode;
 use crate::{json_ok, ApiError, AppState, JsonBody};
 
@@ -113,60 +106,13 @@ pub async fn login(
             "password must be at most 256 characters long",
         ));
     }
-    let key = username.trim().to_lowercase();
-    let email = Email::parse(&key).ok();
-    let user = match email {
-        Some(e) => {
-            state
-                .store
-                .read(move |c| users::find_by_email(c, &e))
-                .await?
-        }
-        None => None,
-    }
-    .filter(|u| !u.disabled);
-    let stored = match &user {
-        Some(u) => u.password_hash().map_err(ApiError::from)?,
-        None => None,
-    };
-    if user.is_some() && stored.is_none() {
-        return Err(ApiError::from(ErrorCode::NoPasswordInfo));
-    }
-    // Unknown and disabled accounts verify against a dummy hash: same work, same answer.
-    let hash = stored
-        .clone()
-        .unwrap_or_else(|| state.hasher.dummy().clone());
-    let hasher = state.hasher.clone();
-    let candidate = password.clone();
-    let known = user.is_some();
-    let user_id = user.as_ref().map(|u| u.id);
     let ip = crate::client_ip::client_ip(&state, &req);
-    let ok = guarded_password_check(&state, &key, user_id, ip, async move {
-        let matches = hasher.verify(hash, candidate).await?;
-        Ok(matches && known)
-    })
-    .await?;
-    let Some(user) = user.filter(|_| ok) else {
-        metrics::counter!(names::LOGINS_TOTAL, "outcome" => "failure").increment(1);
-        return Err(password_incorrect());
-    };
-    if stored
-        .as_ref()
-        .is_some_and(|h| h.needs_rehash(state.hasher.params()))
-    {
-        rehash(&state, user.id, password).await;
+    match sessions::login(&state, &username, password, ip).await? {
+        LoginOutcome::SignedIn { refresh } => Ok(refresh_answer(&req, &state, cookie.0, refresh)),
+        LoginOutcome::SecondFactorRequired { partial, methods } => {
+            Ok(two_factor_required(partial, methods))
+        }
     }
-    let user_id = user.id;
-    let second = state
-        .store
-        .read(move |c| authd_store::two_factor::status(c, user_id))
-        .await?;
-    if second.enabled() {
-        return two_factor_required(&state, user_id, &second);
-    }
-    let (token, _) = issue_refresh_in_family(&state, user.id).await?;
-    metrics::counter!(names::LOGINS_TOTAL, "outcome" => "success").increment(1);
-    Ok(refresh_answer(&req, &state, cookie.0, token))
 }
 
 /// The body of the login's 401: the contract's error fields, and with `TWO_FACTOR_REQUIRED`
@@ -191,59 +137,16 @@ pub struct TwoFactorRequiredBody {
     pub methods: Option<Vec<String>>,
 }
 
-/// The password was right and a second factor is on: a partial token and the methods.
-fn two_factor_required(
-    state: &AppState,
-    user_id: i64,
-    status: &authd_store::two_factor::Status,
-) -> Result<HttpResponse, ApiError> {
-    let partial = state
-        .signer
-        .sign(
-            TokenKind::Partial,
-            user_id,
-            None,
-            Duration::from_secs(state.settings.tokens.partial_lifetime_secs),
-            state.clock.now_secs(),
-        )
-        .map_err(ApiError::internal)?;
-    metrics::counter!(names::LOGINS_TOTAL, "outcome" => "two_factor_required").increment(1);
+/// The login's 401 `TWO_FACTOR_REQUIRED`, with the partial token and the methods.
+fn two_factor_required(partial: String, methods: Vec<&'static str>) -> HttpResponse {
     let body = TwoFactorRequiredBody {
         status_code: 401,
         error: crate::error::reason_phrase(StatusCode::UNAUTHORIZED).to_owned(),
         message: ErrorCode::TwoFactorRequired.as_str().to_owned(),
         partial_token: Some(partial),
-        methods: Some(
-            crate::services::two_factor::login_methods(status)
-                .into_iter()
-                .map(str::to_owned)
-                .collect(),
-        ),
+        methods: Some(methods.into_iter().map(str::to_owned).collect()),
     };
-    Ok(crate::error::contract_response_with(
-        StatusCode::UNAUTHORIZED,
-        &body,
-        None,
-        None,
-    ))
-}
-
-/// Replaces a hash made with weaker parameters than configured, after a successful login.
-async fn rehash(state: &AppState, user_id: i64, password: String) {
-    // The password just verified; it may predate the policy, so it is not checked again.
-    let pw = authd_domain::Password::verified(&password);
-    match state.hasher.hash(pw).await {
-        Ok(hash) => {
-            if let Err(e) = state
-                .store
-                .run(move |c| users::set_password(c, user_id, &hash))
-                .await
-            {
-                tracing::warn!(cause = %e, "could not store the stronger password hash");
-            }
-        }
-        Err(e) => tracing::warn!(?e, "could not rehash the password"),
-    }
+    crate::error::contract_response_with(StatusCode::UNAUTHORIZED, &body, None, None)
 }
 
 /// Makes an access token from a refresh token (`text/plain`), given as a bearer token or
@@ -257,17 +160,7 @@ pub async fn access_token(
     state: web::Data<AppState>,
     auth: RefreshAuth,
 ) -> Result<HttpResponse, ApiError> {
-    let lifetime = Duration::from_secs(state.settings.tokens.access_lifetime_secs);
-    let token = state
-        .signer
-        .sign(
-            TokenKind::Access,
-            auth.user_id,
-            Some(&auth.family_id),
-            lifetime,
-            state.clock.now_secs(),
-        )
-        .map_err(ApiError::internal)?;
+    let token = sessions::access_token(&state, auth.user_id, &auth.family_id)?;
     Ok(text(token))
 }
 
@@ -302,49 +195,7 @@ pub async fn rotate_refresh(
     presented: PresentedRefresh,
     ip: crate::client_ip::ClientIp,
 ) -> Result<HttpResponse, ApiError> {
-    let old = refresh_token_hash(&presented.token);
-    let new = new_refresh_token();
-    let new_hash = refresh_token_hash(&new);
-    let lifetime = ms(Duration::from_secs(
-        state.settings.tokens.refresh_lifetime_secs,
-    ));
-    let clock = state.clock.clone();
-    let rotated = state
-        .store
-        .run(move |c| {
-            c.transaction(|c| {
-                let now = clock.now_ms();
-                if let Some(live) = refresh_tokens::find_live(c, &old, now)? {
-                    let active = users::find_by_id(c, live.user_id)?.is_some_and(|u| !u.disabled);
-                    if active && refresh_tokens::revoke(c, &old, now)? {
-                        refresh_tokens::insert(
-                            c,
-                            live.user_id,
-                            &new_hash,
-                            &live.family_id,
-                            now,
-                            now + lifetime,
-                        )?;
-                        return Ok(true);
-                    }
-                }
-                if let Some((family, user_id)) = refresh_tokens::revoked_family(c, &old)? {
-                    let n = refresh_tokens::revoke_family(c, &family, now)?;
-                    tracing::warn!(
-                        security_event = "refresh_token_reuse",
-                        user_id,
-                        client_ip = %ip.0,
-                        revoked = n,
-                        "a rotated refresh token was presented again: its login is revoked"
-                    );
-                }
-                Ok(false)
-            })
-        })
-        .await?;
-    if !rotated {
-        return Err(invalid_token());
-    }
+    let new = sessions::rotate(&state, &presented.token, ip.0).await?;
     Ok(refresh_answer(
         &req,
         &state,
@@ -377,12 +228,7 @@ pub async fn logout(
     req: actix_web::HttpRequest,
     auth: RefreshAuth,
 ) -> Result<HttpResponse, ApiError> {
-    let hash = auth.token_hash;
-    let clock = state.clock.clone();
-    state
-        .store
-        .run(move |c| refresh_tokens::revoke(c, &hash, clock.now_ms()))
-        .await?;
+    sessions::logout(&state, auth.token_hash).await?;
     let mut res = HttpResponse::NoContent().finish();
     if auth.via_cookie {
         clear_refresh_cookie(&mut res, &req, &state);
@@ -438,41 +284,6 @@ pub async fn sudo(
             "password must be at most 256 characters long",
         ));
     }
-    let user_id = auth.user_id;
-    let user = crate::services::accounts::active_user(&state, user_id).await?;
-    if state
-        .store
-        .read(move |c| authd_store::two_factor::enabled(c, user_id))
-        .await?
-    {
-        tracing::warn!(
-            security_event = "sudo_refused",
-            user_id,
-            client_ip = %ip.0,
-            "sudo by password refused: the account has a second factor"
-        );
-        return Err(ApiError::from(ErrorCode::TwoFactorIsEnabled));
-    }
-    if let Err(e) = confirm_password(&state, &user, body.0.password, ip.0).await {
-        tracing::warn!(
-            security_event = "sudo_refused",
-            user_id,
-            client_ip = %ip.0,
-            "sudo by password refused: wrong password"
-        );
-        return Err(e);
-    }
-    let now = state.clock.now_secs();
-    let token = state
-        .signer
-        .sign(
-            TokenKind::Sudo,
-            user_id,
-            auth.claims.sid.as_deref(),
-            Duration::from_secs(state.settings.tokens.sudo_lifetime_secs),
-            now,
-        )
-        .map_err(ApiError::internal)?;
-    tracing::info!(user_id, "sudo token by password");
+    let token = sessions::sudo_by_password(&state, &auth, body.0.password, ip.0).await?;
     Ok(json_ok(&SudoTokenBody { sudo_token: token }))
 }

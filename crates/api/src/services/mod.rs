@@ -4,6 +4,9 @@
 pub mod accounts;
 pub mod addresses;
 pub mod codes;
+pub mod email_otp;
 pub mod passwords;
+pub mod recovery_codes;
 pub mod sessions;
+pub mod totp;
 pub mod two_factor;

@@ -9,17 +9,13 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::auth::{AccessAuth, AccessOrPartial, SudoAuth, SudoOrAccessWithout2fa};
-use crate::error::otp_invalid;
 use crate::error::ErrorBody;
 use crate::input::{self, MailQuery};
-use crate::services::accounts::{active_user, user_key};
-use crate::services::codes::{check, confirm_address, send_code, AddressCode, CodeMail};
+use crate::services::codes::{confirm_address, AddressCode};
 use crate::services::sessions::{tokens_for, SecondFactorTokens};
 use crate::services::two_factor::{
-    conflict, count_check, deactivate_method, enable_method, status, DurationBody, EmptyBody,
-    Method, RecoveryCodesBody,
+    deactivate_method, DurationBody, EmptyBody, Method, RecoveryCodesBody,
 };
-use crate::ErrorCode;
 use crate::{json_ok, ApiError, AppState, JsonBody};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -49,7 +45,7 @@ pub struct OtpBody {
     pub otp: String,
 }
 
-const TOO_MANY: ErrorCode = ErrorCode::TooManyOtpEmails;
+use crate::services::email_otp::{self, TOO_MANY};
 
 /// Mails a code to the address the caller wants to use for email OTP; enabling with that
 /// code makes it the second factor (an active method keeps its address until then).
@@ -106,29 +102,7 @@ pub async fn enable(
     body: JsonBody<OtpBody>,
 ) -> Result<HttpResponse, ApiError> {
     let code = input::otp("otp", &body.0.otp)?;
-    let user = active_user(&state, auth.user_id).await?;
-    if !status(&state, user.id).await?.email_otp_known {
-        return Err(conflict(ErrorCode::EmailOtpUninitialized));
-    }
-    let guesser = crate::services::codes::CodeGuesser::user(user.id, ip.0);
-    let verified = check(&state, guesser, Purpose::EmailOtpSetup, code).await?;
-    let Some(address) = verified.target().map(str::to_owned) else {
-        return Err(otp_invalid());
-    };
-    let target = (
-        authd_mail::Origin::configured_or_default(&state.settings, verified.origin()),
-        Some(verified.language().to_owned()),
-    );
-    let user_id = user.id;
-    let codes = enable_method(&state, &user, Method::EmailOtp, target, move |c, now| {
-        if !verified.consume(c, now)? {
-            return Ok(false);
-        }
-        two_factor::email_otp_enable(c, user_id, &address, now)?;
-        Ok(true)
-    })
-    .await?
-    .ok_or_else(otp_invalid)?;
+    let codes = email_otp::enable(&state, auth.user_id, ip.0, code).await?;
     Ok(json_ok(&RecoveryCodesBody {
         recovery_codes: codes,
     }))
@@ -152,24 +126,8 @@ pub async fn challenge(
     query: web::Query<MailQuery>,
     _body: JsonBody<EmptyBody>,
 ) -> Result<HttpResponse, ApiError> {
-    query.check()?;
     let target = query.resolve(&state)?;
-    let user = active_user(&state, auth.user_id).await?;
-    let Some(method) = status(&state, user.id).await?.email_otp else {
-        return Err(conflict(ErrorCode::EmailOtpUninitialized));
-    };
-    let to = method.email.clone();
-    let mail = CodeMail {
-        purpose: Purpose::EmailOtpChallenge,
-        kind: CodeKind::EmailOtpChallenge,
-        to,
-        target,
-        confirms: None,
-    };
-    send_code(&state, Limit::OtpMail, TOO_MANY, user.id, mail, async {
-        Ok(())
-    })
-    .await?;
+    email_otp::challenge(&state, auth.user_id, target).await?;
     Ok(json_ok(&()))
 }
 
@@ -193,27 +151,7 @@ pub async fn authenticate(
     body: JsonBody<OtpBody>,
 ) -> Result<HttpResponse, ApiError> {
     let code = input::otp("otp", &body.0.otp)?;
-    let user = active_user(&state, auth.user_id).await?;
-    if status(&state, user.id).await?.email_otp.is_none() {
-        return Err(conflict(ErrorCode::EmailOtpInactive));
-    }
-    let guesser = crate::services::codes::CodeGuesser::user(user.id, ip.0);
-    let verified = match check(&state, guesser, Purpose::EmailOtpChallenge, code).await {
-        Ok(v) => v,
-        Err(e) => {
-            count_check("email_otp", false);
-            return Err(e);
-        }
-    };
-    let clock = state.clock.clone();
-    let used = state
-        .store
-        .run(move |c| verified.consume(c, clock.now_ms()))
-        .await?;
-    count_check("email_otp", used);
-    if !used {
-        return Err(otp_invalid());
-    }
+    email_otp::authenticate(&state, auth.user_id, ip.0, code).await?;
     tokens_for(&state, &auth, "email_otp", &req, cookie).await
 }
 
@@ -229,11 +167,7 @@ pub async fn next_email(
     state: web::Data<AppState>,
     auth: AccessAuth,
 ) -> Result<HttpResponse, ApiError> {
-    let user = active_user(&state, auth.user_id).await?;
-    if !status(&state, user.id).await?.email_otp_known {
-        return Err(conflict(ErrorCode::EmailOtpUninitialized));
-    }
-    let duration = crate::throttle::next_take(&state, Limit::OtpMail, user_key(user.id)).await?;
+    let duration = email_otp::next_email(&state, auth.user_id).await?;
     Ok(json_ok(&DurationBody { duration }))
 }
 

@@ -3,22 +3,15 @@
 
 use actix_web::{web, HttpResponse};
 use authd_domain::two_factor::recovery;
-use authd_mail::{Changed, Mail, RecoveryCodeUse};
-use authd_ratelimit::Backoff;
-use authd_store::two_factor;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::auth::{AccessAuth, AccessOrPartial, SudoAuth};
 use crate::error::ErrorBody;
 use crate::input::MailQuery;
-use crate::services::accounts::{active_user, user_guess};
+use crate::services::recovery_codes;
 use crate::services::sessions::{tokens_for, SecondFactorTokens};
-use crate::services::two_factor::{
-    conflict, count_check, new_recovery_set, notice_target, status, DurationBody, EmptyBody,
-    RecoveryCodesBody,
-};
-use crate::ErrorCode;
+use crate::services::two_factor::{DurationBody, EmptyBody, RecoveryCodesBody};
 use crate::{json_ok, ApiError, AppState, JsonBody};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -40,8 +33,6 @@ pub struct RecoveryCodeBody {
     #[schema(max_length = 64, example = "7KQ2-M9XH-RT4W-NC3D")]
     pub recovery_code: String,
 }
-
-const TOO_MANY: ErrorCode = ErrorCode::TooManyRecoveryCodeChecks;
 
 /// Passes the second factor with a recovery code, which is used up; the login address gets a
 /// notice saying how many codes are left.
@@ -70,44 +61,7 @@ pub async fn authenticate(
             "recoveryCode must be at most 64 characters long",
         ));
     }
-    let user = active_user(&state, auth.user_id).await?;
-    let user_id = user.id;
-    let before = status(&state, user_id).await?;
-    if before.recovery_created_at_ms.is_none() {
-        return Err(conflict(ErrorCode::RecoveryCodesUninitialized));
-    }
-    let (origin, language) = notice_target(&state, &user, &query)?;
-    let ok = crate::throttle::guarded(
-        &state,
-        &user_guess(Backoff::RecoveryCode, TOO_MANY, user_id, ip.0),
-        async {
-            let Some(code) = recovery::normalize(&typed) else {
-                return Ok(false);
-            };
-            let hash = recovery::hash(&state.two_factor.recovery, user_id, &code);
-            // The owner hears of every use: a used code means a lost device, or a leaked set.
-            let mail = Mail::RecoveryCodeUsed(RecoveryCodeUse {
-                remaining: (before.recovery_unused - 1).max(0),
-                changed: Changed::now(&state.clock),
-            });
-            let to = user.email.clone();
-            let notice = crate::notices::render(&state, mail, origin, language, to).await?;
-            // One conditional update: a code is used once, however many requests race. Its
-            // notice commits with it.
-            let used = crate::notices::commit(&state, vec![notice], move |c, now| {
-                let used = two_factor::recovery_use(c, user_id, &hash, now)?;
-                Ok((used, used.then_some(0)))
-            })
-            .await?;
-            Ok(used)
-        },
-    )
-    .await?;
-    count_check("recovery_code", ok);
-    if !ok {
-        return Err(ApiError::from(ErrorCode::RecoveryCodeInvalid));
-    }
-    tracing::info!(user_id, "a recovery code was used");
+    recovery_codes::authenticate(&state, auth.user_id, ip.0, typed, &query).await?;
     tokens_for(&state, &auth, "recovery_code", &req, cookie).await
 }
 
@@ -126,26 +80,7 @@ pub async fn reset(
     query: web::Query<MailQuery>,
     _body: JsonBody<EmptyBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let user = active_user(&state, auth.user_id).await?;
-    let user_id = user.id;
-    let (origin, language) = notice_target(&state, &user, &query)?;
-    let to = user.email.clone();
-    let mail = Mail::RecoveryCodesReset(Changed::now(&state.clock));
-    let notice = crate::notices::render(&state, mail, origin, language, to).await?;
-    let (codes, hashes) = new_recovery_set(&state, user_id);
-    let done = crate::notices::commit(&state, vec![notice], move |c, now| {
-        two_factor::lock_user(c, user_id)?;
-        if !two_factor::enabled(c, user_id)? {
-            return Ok((false, None));
-        }
-        two_factor::recovery_replace(c, user_id, &hashes, now)?;
-        Ok((true, Some(0)))
-    })
-    .await?;
-    if !done {
-        return Err(conflict(ErrorCode::TwoFactorIsDisabled));
-    }
-    tracing::info!(user_id, "recovery codes replaced");
+    let codes = recovery_codes::reset(&state, auth.user_id, &query).await?;
     Ok(json_ok(&RecoveryCodesBody {
         recovery_codes: codes,
     }))
@@ -164,15 +99,6 @@ pub async fn next_guess(
     auth: AccessAuth,
     ip: crate::client_ip::ClientIp,
 ) -> Result<HttpResponse, ApiError> {
-    let user = active_user(&state, auth.user_id).await?;
-    if status(&state, user.id)
-        .await?
-        .recovery_created_at_ms
-        .is_none()
-    {
-        return Err(conflict(ErrorCode::RecoveryCodesUninitialized));
-    }
-    let guess = user_guess(Backoff::RecoveryCode, TOO_MANY, user.id, ip.0);
-    let duration = crate::throttle::next_attempt(&state, &guess).await?;
+    let duration = recovery_codes::next_guess(&state, auth.user_id, ip.0).await?;
     Ok(json_ok(&DurationBody { duration }))
 }

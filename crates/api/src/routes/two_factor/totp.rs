@@ -1,22 +1,17 @@
 //! TOTP (RFC 6238: SHA-1, 6 digits, 30 s) with secrets encrypted at rest.
 
 use actix_web::{web, HttpResponse};
-use authd_domain::two_factor::totp;
-use authd_ratelimit::Backoff;
-use authd_store::two_factor;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{AccessAuth, AccessOrPartial, SudoAuth, SudoOrAccessWithout2fa};
 use crate::error::ErrorBody;
 use crate::input::{self, MailQuery};
-use crate::services::accounts::{active_user, user_guess};
 use crate::services::sessions::{tokens_for, SecondFactorTokens};
+use crate::services::totp;
 use crate::services::two_factor::{
-    conflict, count_check, deactivate_method, enable_method, notice_target, DurationBody,
-    EmptyBody, Method, RecoveryCodesBody,
+    deactivate_method, DurationBody, EmptyBody, Method, RecoveryCodesBody,
 };
-use crate::ErrorCode;
 use crate::{json_ok, ApiError, AppState, JsonBody};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -55,36 +50,6 @@ pub struct TotpBody {
     pub totp: String,
 }
 
-const TOO_MANY: ErrorCode = ErrorCode::TooManyTotpChecks;
-
-fn invalid() -> ApiError {
-    ApiError::from(ErrorCode::TotpInvalid)
-}
-
-/// Secrets are bound to their user: a value copied to another row does not open.
-fn context(user_id: i64) -> Vec<u8> {
-    format!("user:{user_id}").into_bytes()
-}
-
-fn open_secret(state: &AppState, user_id: i64, sealed: &str) -> Result<totp::Secret, ApiError> {
-    state
-        .two_factor
-        .totp
-        .open(sealed, &context(user_id))
-        .ok()
-        .and_then(totp::Secret::from_bytes)
-        .ok_or_else(|| {
-            ApiError::internal_code(
-                ErrorCode::TotpCorrupt,
-                format!(
-                    "the TOTP secret of user {user_id} cannot be decrypted with the configured key"
-                ),
-            )
-        })
-}
-
-/// Starts (or restarts) a TOTP setup: a new 160-bit secret, pending until enabled. An active
-/// secret keeps working until then.
 #[utoipa::path(post, path = "/user/2fa/totp/setup", operation_id = "setupTotp", tag = "two-factor: TOTP",
     params(TotpSetupQuery), request_body = EmptyBody, security(("sudo" = []), ("access" = [])),
     responses(
@@ -102,24 +67,8 @@ pub async fn setup(
         origin: query.0.origin,
         language: None,
     };
-    target.check()?;
     let origin = target.resolve(&state)?.origin;
-    let issuer = state.settings.origin(origin.as_str()).map_or_else(
-        || state.settings.tokens.issuer.clone(),
-        |o| o.product_name.clone(),
-    );
-    let user = active_user(&state, auth.user_id).await?;
-    let secret = totp::Secret::generate();
-    let sealed = state
-        .two_factor
-        .totp
-        .seal(secret.as_bytes(), &context(user.id));
-    let user_id = user.id;
-    state
-        .store
-        .run(move |c| two_factor::totp_set_pending(c, user_id, &sealed))
-        .await?;
-    let url = totp::otpauth_url(&secret, &issuer, user.email.as_str());
+    let url = totp::setup(&state, auth.user_id, &origin).await?;
     Ok(json_ok(&TotpSetupResponse { url }))
 }
 
@@ -143,42 +92,10 @@ pub async fn enable(
     body: JsonBody<TotpBody>,
 ) -> Result<HttpResponse, ApiError> {
     let code = input::otp("totp", &body.0.totp)?;
-    let user = active_user(&state, auth.user_id).await?;
-    let target = notice_target(&state, &user, &query)?;
-    let user_id = user.id;
-    let row = state
-        .store
-        .read(move |c| two_factor::totp_find(c, user_id))
-        .await?;
-    let Some(pending) = row.and_then(|r| r.pending_secret_enc) else {
-        return Err(conflict(ErrorCode::TotpUninitialized));
-    };
-    let mut codes = None;
-    let ok = crate::throttle::guarded(
-        &state,
-        &user_guess(Backoff::Totp, TOO_MANY, user_id, ip.0),
-        async {
-            let secret = open_secret(&state, user_id, &pending)?;
-            let Some(step) = secret.accepts(&code, state.clock.now_secs(), None) else {
-                return Ok(false);
-            };
-            codes = enable_method(&state, &user, Method::Totp, target, move |c, now| {
-                two_factor::totp_enable(c, user_id, &pending, step, now)
-            })
-            .await?;
-            Ok(codes.is_some())
-        },
-    )
-    .await?;
-    count_check("totp", ok);
-    match codes {
-        Some(recovery_codes) if ok => Ok(json_ok(&RecoveryCodesBody { recovery_codes })),
-        _ => Err(invalid()),
-    }
+    let recovery_codes = totp::enable(&state, auth.user_id, ip.0, code, &query).await?;
+    Ok(json_ok(&RecoveryCodesBody { recovery_codes }))
 }
 
-/// Passes the second factor with a TOTP code: the current or the previous step, later than
-/// the last accepted one.
 #[utoipa::path(post, path = "/user/2fa/totp/authenticate", operation_id = "authenticateTotp", tag = "two-factor: TOTP",
     params(crate::browser::CookieQuery), request_body = TotpBody, security(("access" = []), ("partial" = [])),
     responses(
@@ -199,60 +116,11 @@ pub async fn authenticate(
     body: JsonBody<TotpBody>,
 ) -> Result<HttpResponse, ApiError> {
     let code = input::otp("totp", &body.0.totp)?;
-    let user = active_user(&state, auth.user_id).await?;
-    let user_id = user.id;
-    let row = state
-        .store
-        .read(move |c| two_factor::totp_find(c, user_id))
-        .await?;
-    let Some((sealed, last_step)) = row
-        .filter(|r| r.enabled_at_ms.is_some())
-        .and_then(|r| r.secret_enc.map(|s| (s, r.last_step)))
-    else {
-        return Err(conflict(ErrorCode::TotpUninitialized));
-    };
-    let ok = crate::throttle::guarded(
-        &state,
-        &user_guess(Backoff::Totp, TOO_MANY, user_id, ip.0),
-        async {
-            let secret = open_secret(&state, user_id, &sealed)?;
-            let now = state.clock.now_secs();
-            let Some(step) = secret.accepts(&code, now, last_step) else {
-                if secret.accepts(&code, now, None).is_some() {
-                    replayed(user_id, ip.0);
-                }
-                return Ok(false);
-            };
-            // The database decides which of parallel requests with one code wins.
-            let won = state
-                .store
-                .run(move |c| two_factor::totp_accept_step(c, user_id, &sealed, step))
-                .await?;
-            if !won {
-                replayed(user_id, ip.0);
-            }
-            Ok(won)
-        },
-    )
-    .await?;
-    count_check("totp", ok);
-    if !ok {
-        return Err(invalid());
-    }
+    totp::authenticate(&state, auth.user_id, ip.0, code).await?;
     tokens_for(&state, &auth, "totp", &req, cookie).await
 }
 
 /// A right code for a step already used: someone else saw it (a shoulder, a phishing page).
-fn replayed(user_id: i64, ip: std::net::IpAddr) {
-    tracing::warn!(
-        security_event = "totp_replay",
-        user_id,
-        client_ip = %ip,
-        "a TOTP code for a step already used was presented again"
-    );
-}
-
-/// Seconds until the next TOTP guess may be made: the wait a 429 would report.
 #[utoipa::path(get, path = "/user/2fa/totp/next-guess", operation_id = "totpNextGuess", tag = "two-factor: TOTP",
     security(("access" = [])),
     responses(
@@ -265,19 +133,7 @@ pub async fn next_guess(
     auth: AccessAuth,
     ip: crate::client_ip::ClientIp,
 ) -> Result<HttpResponse, ApiError> {
-    let user = active_user(&state, auth.user_id).await?;
-    let user_id = user.id;
-    if state
-        .store
-        .read(move |c| two_factor::totp_find(c, user_id))
-        .await?
-        .is_none()
-    {
-        return Err(conflict(ErrorCode::TotpUninitialized));
-    }
-    let duration =
-        crate::throttle::next_attempt(&state, &user_guess(Backoff::Totp, TOO_MANY, user_id, ip.0))
-            .await?;
+    let duration = totp::next_guess(&state, auth.user_id, ip.0).await?;
     Ok(json_ok(&DurationBody { duration }))
 }
 
