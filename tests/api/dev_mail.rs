@@ -46,7 +46,19 @@ async fn wait_for_listed(app: &TestApp, n: usize) -> Value {
 /// `%2e%2e` away before the server sees it. Returns the status and the body.
 async fn raw_request(app: &TestApp, method: &str, path: &str, extra: &str) -> (u16, String) {
     let host = app.address.trim_start_matches("http://").to_owned();
-    let mut sock = tokio::net::TcpStream::connect(&host).await.unwrap();
+    request_as(app, method, path, &host, extra).await
+}
+
+/// [`raw_request`] with this `Host` header (the connection still goes to the test server).
+async fn request_as(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    host: &str,
+    extra: &str,
+) -> (u16, String) {
+    let addr = app.address.trim_start_matches("http://").to_owned();
+    let mut sock = tokio::net::TcpStream::connect(&addr).await.unwrap();
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n"
     );
@@ -386,6 +398,52 @@ async fn mails_are_deleted_by_a_post_from_the_page_only() {
         wait_for_listed(&app, 0).await["mails"],
         serde_json::json!([])
     );
+}
+
+/// DNS rebinding: a page of evil.example whose name now resolves to 127.0.0.1 sends its
+/// requests with its own name in `Host` (and `Origin`). Such requests neither read nor
+/// delete; the same requests by localhost or by address do.
+#[actix_web::test]
+async fn a_page_reached_under_another_sites_name_is_refused() {
+    let app = TestApp::spawn(Db::Sqlite).await;
+    app.create_user("ann@example.org", PASSWORD).await;
+    app.reset_send("ann@example.org", "").await;
+    app.wait_for_mails(1).await;
+    let feed = wait_for_listed(&app, 1).await;
+    let mail = feed["mails"][0]["url"].as_str().unwrap().to_owned();
+    let port = app.address.rsplit(':').next().unwrap().to_owned();
+    let evil = format!("evil.example:{port}");
+    for path in [
+        "/dev/mail".to_owned(),
+        "/dev/mail/mails.json".to_owned(),
+        mail.clone(),
+        format!("{mail}/html"),
+        format!("{mail}/raw"),
+        "/dev/mail/assets/mailbox.js".to_owned(),
+    ] {
+        let (status, body) = request_as(&app, "GET", &path, &evil, "").await;
+        assert_eq!(status, 403, "{path}: {body}");
+        assert!(body.contains("MAILBOX_HOST_NOT_ALLOWED"), "{path}: {body}");
+        assert!(!body.contains("ann@"), "{path}: {body}");
+        for host in [format!("localhost:{port}"), format!("127.0.0.1:{port}")] {
+            let (status, body) = request_as(&app, "GET", &path, &host, "").await;
+            assert_eq!(status, 200, "{path} as {host}: {body}");
+        }
+    }
+    // A rebinding page's delete carries a matching Origin; the name still refuses it.
+    let origin = format!("Origin: http://{evil}\r\n");
+    for path in [format!("{mail}/delete"), "/dev/mail/delete".to_owned()] {
+        let (status, body) = request_as(&app, "POST", &path, &evil, &origin).await;
+        assert_eq!(status, 403, "{path}: {body}");
+        assert!(body.contains("MAILBOX_HOST_NOT_ALLOWED"), "{path}: {body}");
+    }
+    assert_eq!(app.mails().len(), 1, "nothing deleted");
+    // The page's own delete, by localhost, still works.
+    let local = format!("localhost:{port}");
+    let origin = format!("Origin: http://{local}\r\n");
+    let (status, body) = request_as(&app, "POST", &format!("{mail}/delete"), &local, &origin).await;
+    assert_eq!(status, 303, "{body}");
+    assert_eq!(app.mails().len(), 0);
 }
 
 #[actix_web::test]

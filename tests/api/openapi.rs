@@ -232,6 +232,7 @@ async fn every_error_answer_lists_its_message_codes_as_an_enum_of_that_status() 
         ErrorCode::InternalServerError,
         ErrorCode::ServiceUnavailable,
         ErrorCode::CrossOriginRequest,
+        ErrorCode::MailboxHostNotAllowed,
         ErrorCode::CorsMethodNotAllowed,
         ErrorCode::CorsHeadersNotAllowed,
         ErrorCode::CorsRequestNotAllowed,

@@ -63,6 +63,9 @@ error_codes! {
     CorsRequestNotAllowed = (FORBIDDEN, "CORS_REQUEST_NOT_ALLOWED"),
     /// The development mailbox refused a change that did not come from its own page.
     CrossOriginRequest = (FORBIDDEN, "CROSS_ORIGIN_REQUEST"),
+    /// The development mailbox answers only when reached as localhost or at an IP address
+    /// (a DNS-rebinding page of another site reaches it under its own name).
+    MailboxHostNotAllowed = (FORBIDDEN, "MAILBOX_HOST_NOT_ALLOWED"),
     /// No such route.
     NotFound = (NOT_FOUND, "NOT_FOUND"),
     /// The route exists with other methods (see `Allow`).

@@ -9,6 +9,11 @@
 //! the only script is `mailbox.js`, served from here. Deleting takes a POST from this page
 //! (a same-origin `Origin`, or the `X-Mailbox-Request` header the script sends). Mails carry
 //! one-time codes: nothing here logs their contents.
+//!
+//! Every page answers only when the request names this server as `localhost` (or a
+//! `*.localhost` name) or by an IP address ([`LocalName`]). A site that rebinds its own DNS
+//! name to 127.0.0.1 would otherwise read the codes with the browser of the developer who
+//! visits it: its requests carry its own name in `Host`, and the same name in `Origin`.
 
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
@@ -110,6 +115,54 @@ fn escape_html(text: &str) -> String {
     out
 }
 
+/// Proof that the request reached this server as `localhost`, a `*.localhost` name or an IP
+/// address; anything else is 403 `MAILBOX_HOST_NOT_ALLOWED` (see the module's text).
+#[derive(Debug)]
+pub struct LocalName;
+
+/// Whether `host` (a `Host` header: a name or address, maybe with a port) is a name only
+/// this machine resolves, or an address, which no DNS answer can rebind.
+pub fn local_name(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        // [v6]:port
+        return rest.split_once(']').is_some_and(|(addr, port)| {
+            addr.parse::<std::net::Ipv6Addr>().is_ok()
+                && (port.is_empty()
+                    || port
+                        .strip_prefix(':')
+                        .is_some_and(|p| p.parse::<u16>().is_ok()))
+        });
+    } else {
+        match host.rsplit_once(':') {
+            Some((name, port)) if port.parse::<u16>().is_ok() => name,
+            Some(_) => return false,
+            None => host,
+        }
+    };
+    let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+    name.parse::<std::net::Ipv4Addr>().is_ok()
+        || name == "localhost"
+        || name.ends_with(".localhost")
+}
+
+impl actix_web::FromRequest for LocalName {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        std::future::ready(if local_name(host) {
+            Ok(Self)
+        } else {
+            Err(ErrorCode::MailboxHostNotAllowed.into())
+        })
+    }
+}
+
 /// Registers the mailbox's routes on an app.
 pub fn configure(cfg: &mut web::ServiceConfig, dev: web::Data<DevMail>) {
     use super::resource;
@@ -117,13 +170,13 @@ pub fn configure(cfg: &mut web::ServiceConfig, dev: web::Data<DevMail>) {
         .service(resource("/dev/mail", "GET").route(web::get().to(list_page)))
         .service(resource("/dev/mail/mails.json", "GET").route(web::get().to(list_json)))
         .service(resource("/dev/mail/delete", "POST").route(web::post().to(delete_all)))
+        .service(resource("/dev/mail/assets/mailbox.js", "GET").route(
+            web::get().to(|_: LocalName| async { asset("text/javascript; charset=utf-8", SCRIPT) }),
+        ))
         .service(
-            resource("/dev/mail/assets/mailbox.js", "GET")
-                .route(web::get().to(|| async { asset("text/javascript; charset=utf-8", SCRIPT) })),
-        )
-        .service(
-            resource("/dev/mail/assets/mailbox.css", "GET")
-                .route(web::get().to(|| async { asset("text/css; charset=utf-8", STYLE) })),
+            resource("/dev/mail/assets/mailbox.css", "GET").route(
+                web::get().to(|_: LocalName| async { asset("text/css; charset=utf-8", STYLE) }),
+            ),
         )
         .service(resource("/dev/mail/m/{origin}/{file}", "GET").route(web::get().to(mail_page)))
         .service(
@@ -289,6 +342,7 @@ fn render(dev: &DevMail, name: &str, ctx: &tera::Context) -> Result<HttpResponse
 }
 
 async fn list_page(
+    _: LocalName,
     dev: web::Data<DevMail>,
     filter: web::Query<Filter>,
 ) -> Result<HttpResponse, ApiError> {
@@ -320,6 +374,7 @@ struct Feed {
 }
 
 async fn list_json(
+    _: LocalName,
     dev: web::Data<DevMail>,
     filter: web::Query<Filter>,
 ) -> Result<HttpResponse, ApiError> {
@@ -365,6 +420,7 @@ async fn open(dev: &DevMail, id: MailId) -> Result<authd_mail::mailbox::Opened, 
 }
 
 async fn mail_page(
+    _: LocalName,
     dev: web::Data<DevMail>,
     id: web::Path<MailId>,
 ) -> Result<HttpResponse, ApiError> {
@@ -382,6 +438,7 @@ async fn mail_page(
 }
 
 async fn html_part(
+    _: LocalName,
     dev: web::Data<DevMail>,
     id: web::Path<MailId>,
 ) -> Result<HttpResponse, ApiError> {
@@ -399,6 +456,7 @@ async fn html_part(
 }
 
 async fn raw_file(
+    _: LocalName,
     dev: web::Data<DevMail>,
     id: web::Path<MailId>,
 ) -> Result<HttpResponse, ApiError> {
@@ -452,6 +510,7 @@ fn see_other(location: String) -> HttpResponse {
 }
 
 async fn delete_one(
+    _: LocalName,
     req: HttpRequest,
     dev: web::Data<DevMail>,
     id: web::Path<MailId>,
@@ -470,6 +529,7 @@ async fn delete_one(
 
 /// Deletes every mail the list shows (with `?to=`, the filtered ones).
 async fn delete_all(
+    _: LocalName,
     req: HttpRequest,
     dev: web::Data<DevMail>,
     filter: web::Query<Filter>,
@@ -489,6 +549,36 @@ async fn delete_all(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_local_names_and_addresses_reach_the_mailbox() {
+        for ok in [
+            "localhost",
+            "localhost:8080",
+            "LOCALHOST.:8080",
+            "app.localhost:3000",
+            "127.0.0.1",
+            "127.0.0.1:8080",
+            "10.0.0.7:8080",
+            "[::1]",
+            "[::1]:8080",
+        ] {
+            assert!(local_name(ok), "{ok}");
+        }
+        for refused in [
+            "",
+            "evil.example",
+            "evil.example:8080",
+            "localhost.evil.example",
+            "127.0.0.1.nip.io:8080",
+            "localhost:http",
+            "[::1]x",
+            "[evil.example]:80",
+            "::1",
+        ] {
+            assert!(!local_name(refused), "{refused}");
+        }
+    }
 
     #[test]
     fn the_templates_compile() {
