@@ -125,9 +125,7 @@ impl Writers {
             outcome: None,
             reply,
         });
-        self.queue
-            .send(job)
-            .map_err(|_| StoreError::WriterGone)?;
+        self.queue.send(job).map_err(|_| StoreError::WriterGone)?;
         answer.await.map_err(|_| StoreError::WriterGone)?
     }
 }
@@ -183,7 +181,9 @@ pub(crate) fn run_batch(
     // SQLite: take the write lock now (waiting up to the busy timeout for other processes),
     // rather than at the first write, where a stale read snapshot would fail at once.
     match conn {
-        AnyConnection::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE"),
+        AnyConnection::Sqlite(c) => {
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
+        }
         AnyConnection::Postgresql(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN"),
     }?;
     match run_jobs(conn, batch) {
@@ -194,7 +194,8 @@ pub(crate) fn run_batch(
         Err(e) => {
             // The original error says more than a failed rollback would; a connection whose
             // rollback failed reports itself broken and is replaced.
-            let _ = <AnyConnection as TransactionManager<AnyConnection>>::rollback_transaction(conn);
+            let _ =
+                <AnyConnection as TransactionManager<AnyConnection>>::rollback_transaction(conn);
             Err(e)
         }
     }

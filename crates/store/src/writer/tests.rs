@@ -47,7 +47,7 @@ impl Scratch {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("w.db");
-        let mut c = AnyConnection::open_sqlite(&path, Duration::from_secs(5)).unwrap();
+        let mut c = AnyConnection::open_sqlite(&path, Duration::from_secs(5), 1024).unwrap();
         c.batch_execute(
             "CREATE TABLE parent (id INTEGER PRIMARY KEY);
              CREATE TABLE t (n BIGINT NOT NULL UNIQUE,
@@ -58,7 +58,7 @@ impl Scratch {
     }
 
     fn conn(&self) -> AnyConnection {
-        AnyConnection::open_sqlite(&self.path, Duration::from_secs(5)).unwrap()
+        AnyConnection::open_sqlite(&self.path, Duration::from_secs(5), 1024).unwrap()
     }
 }
 
@@ -214,8 +214,7 @@ async fn jobs_queued_while_the_writer_is_busy_share_one_commit() {
             tokio::spawn(async move {
                 w.submit(move |c| {
                     if n == 2 {
-                        diesel::sql_query("INSERT INTO t (n, parent) VALUES (2, 99)")
-                            .execute(c)?;
+                        diesel::sql_query("INSERT INTO t (n, parent) VALUES (2, 99)").execute(c)?;
                         Ok(())
                     } else {
                         insert(c, n)
