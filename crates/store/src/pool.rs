@@ -1,12 +1,14 @@
 //! The connection pool and the bridge from async callers to synchronous Diesel.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use authd_settings::DatabaseUrl;
 use diesel::connection::SimpleConnection;
 use diesel::r2d2::{self, ManageConnection, Pool, PooledConnection};
+use tokio::sync::Semaphore;
 
-use crate::backend::{AnyConnection, Backend};
+use crate::backend::{AnyConnection, Backend, READER_CACHE_KIB, WRITER_CACHE_KIB};
 use crate::writer::{Writers, MAX_BATCH};
 use crate::StoreError;
 
@@ -54,6 +56,8 @@ impl StoreOptions {
 pub struct Manager {
     url: DatabaseUrl,
     busy_timeout: Duration,
+    /// SQLite page cache per connection.
+    cache_kib: u32,
 }
 
 impl Manager {
@@ -62,6 +66,7 @@ impl Manager {
         Self {
             url: DatabaseUrl::Sqlite(path.to_owned()),
             busy_timeout,
+            cache_kib: crate::backend::WRITER_CACHE_KIB,
         }
     }
 }
@@ -72,7 +77,9 @@ impl ManageConnection for Manager {
 
     fn connect(&self) -> Result<AnyConnection, r2d2::Error> {
         match &self.url {
-            DatabaseUrl::Sqlite(path) => AnyConnection::open_sqlite(path, self.busy_timeout),
+            DatabaseUrl::Sqlite(path) => {
+                AnyConnection::open_sqlite(path, self.busy_timeout, self.cache_kib)
+            }
             DatabaseUrl::Postgres(url) => AnyConnection::open_postgres(url),
         }
     }
@@ -100,6 +107,11 @@ pub struct PoolState {
 pub struct Store {
     /// Connections for [`Store::read`] and synchronous callers.
     pool: Pool<Manager>,
+    /// One permit per pooled connection: reads wait for a connection here, as tasks, rather
+    /// than as blocking-pool threads parked in the pool (a flood made ~130 such threads,
+    /// each with its own stack and malloc arena).
+    reads: Arc<Semaphore>,
+    connect_timeout: Duration,
     backend: Backend,
     /// The group-committing writers behind [`Store::run`] (see `writer.rs`). On SQLite there
     /// is one, so this process never competes with itself for the write lock (a writer that
@@ -129,16 +141,17 @@ impl Store {
             }
             DatabaseUrl::Postgres(_) => Backend::Postgres,
         };
-        let manager = || Manager {
+        let manager = |cache_kib| Manager {
             url: opts.url.clone(),
             busy_timeout: opts.sqlite_busy_timeout,
+            cache_kib,
         };
         let pool = Pool::builder()
             .max_size(opts.pool_max_size)
             .min_idle(Some(opts.min_idle))
             .connection_timeout(opts.connect_timeout)
             .test_on_check_out(false)
-            .build_unchecked(manager());
+            .build_unchecked(manager(READER_CACHE_KIB));
         let writers = match backend {
             Backend::Sqlite => 1,
             Backend::Postgres => opts.writers.max(1),
@@ -150,9 +163,11 @@ impl Store {
             .min_idle(Some(0))
             .connection_timeout(opts.connect_timeout)
             .test_on_check_out(false)
-            .build_unchecked(manager());
+            .build_unchecked(manager(WRITER_CACHE_KIB));
         Self {
             pool,
+            reads: Arc::new(Semaphore::new(opts.pool_max_size as usize)),
+            connect_timeout: opts.connect_timeout,
             backend,
             writers: Writers::start(writer_pool, writers, MAX_BATCH),
         }
@@ -203,10 +218,22 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
     {
+        // Waiting longer than the connect timeout for a permit ends like waiting that long for
+        // a connection: the pool's own timeout error, at once (`get_timeout(0)` below).
+        let permit = tokio::time::timeout(self.connect_timeout, self.reads.clone().acquire_owned())
+            .await
+            .ok()
+            .and_then(Result::ok);
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || {
-            let mut conn = pool.get()?;
-            f(&mut conn)
+            let mut conn = match permit {
+                Some(_) => pool.get()?,
+                None => pool.get_timeout(Duration::ZERO)?,
+            };
+            let result = f(&mut conn);
+            drop(conn);
+            drop(permit);
+            result
         })
         .await?
     }
