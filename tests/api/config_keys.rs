@@ -92,6 +92,20 @@ impl WriteLock {
         }
     }
 
+    /// PostgreSQL: the users table, so that a send's user lookup (a read, after its throttle
+    /// write went through) waits holding a pooled connection. SQLite readers never wait in
+    /// WAL mode: there it is the write lock, so that the send waits in the writer, which
+    /// holds no pooled connection.
+    fn take_reads(db: &TestDb) -> Self {
+        if db.url.starts_with("sqlite://") {
+            return Self::take(db);
+        }
+        let mut c = PgConnection::establish(&db.url).expect("postgres connects");
+        c.batch_execute("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+            .expect("the table lock");
+        Self::Postgres(c)
+    }
+
     /// Connections of other sessions to this PostgreSQL database (the server's).
     fn other_connections(&mut self) -> i64 {
         #[derive(diesel::QueryableByName)]
@@ -122,8 +136,9 @@ impl WriteLock {
     }
 }
 
-/// Sends a reset request for a new address in the background; it takes a throttle window,
-/// so it waits while a [`WriteLock`] is held, holding a pooled connection.
+/// Sends a reset request for a new address in the background; it takes a throttle window
+/// and looks the address up, so it waits while a [`WriteLock`] is held (in the writer, or on
+/// PostgreSQL's users table holding a pooled connection).
 fn send_in_background(app: &TestApp, email: &str) -> actix_rt::task::JoinHandle<u16> {
     let (client, url) = (app.client.clone(), app.url(SEND));
     let body = json!({ "email": email });
@@ -197,21 +212,33 @@ async fn database_url_file_serves_from_the_url_in_the_file(db: Db) {
 }
 
 async fn database_pool_max_size_caps_the_connections_of_a_server(db: Db) {
-    // One connection: a request waiting on a lock holds it, and readiness cannot get one.
+    // One connection: a read waiting on a lock holds it, and readiness cannot get one.
     let app = TestApp::spawn_with(
         db,
         &[
             ("AUTHD__DATABASE__POOL_MAX_SIZE", "1"),
+            ("AUTHD__DATABASE__WRITERS", "1"),
             ("AUTHD__DATABASE__SQLITE_BUSY_TIMEOUT_MS", "30000"),
             ("AUTHD__HTTP__READINESS_TIMEOUT_MS", "500"),
         ],
     )
     .await;
     assert_eq!(app.readyz().await.status, 200);
-    let lock = WriteLock::take(&app.db);
+    let lock = WriteLock::take_reads(&app.db);
     let waiting = send_in_background(&app, "ann@example.org");
-    wait_for_connections_in_use(&app, 1).await;
-    app.readyz().await.assert_error(503, "DATABASE_UNAVAILABLE");
+    match db {
+        Db::Postgres => {
+            wait_for_connections_in_use(&app, 1).await;
+            app.readyz().await.assert_error(503, "DATABASE_UNAVAILABLE");
+        }
+        // Writes have their own connection: a write waiting for the lock leaves the one
+        // pooled connection to readers.
+        Db::Sqlite => {
+            sleep_ms(300).await;
+            assert!(!waiting.is_finished(), "the send waits for the write lock");
+            assert_eq!(app.readyz().await.status, 200);
+        }
+    }
     lock.release();
     assert_eq!(waiting.await.unwrap(), 200);
     assert_eq!(app.readyz().await.status, 200);
@@ -221,27 +248,29 @@ async fn database_pool_max_size_caps_the_connections_of_a_server(db: Db) {
         db,
         &[
             ("AUTHD__DATABASE__POOL_MAX_SIZE", "3"),
+            ("AUTHD__DATABASE__WRITERS", "1"),
             ("AUTHD__DATABASE__SQLITE_BUSY_TIMEOUT_MS", "30000"),
             ("AUTHD__HTTP__READINESS_TIMEOUT_MS", "500"),
         ],
     )
     .await;
     assert_eq!(app.readyz().await.status, 200);
-    let mut lock = WriteLock::take(&app.db);
+    let mut lock = WriteLock::take_reads(&app.db);
     let waiting: Vec<_> = (0..6)
         .map(|i| send_in_background(&app, &format!("u{i}@example.org")))
         .collect();
     match db {
-        // Every connection of the pool waits on the lock, and there are no more.
+        // Every connection of the pool waits on the lock, and there are no more: the three
+        // and the one writer's.
         Db::Postgres => {
             wait_for_connections_in_use(&app, 3).await;
-            assert_eq!(lock.other_connections(), 3);
+            assert_eq!(lock.other_connections(), 3 + 1);
             app.readyz().await.assert_error(503, "DATABASE_UNAVAILABLE");
         }
-        // Writers of one process take turns, so one connection waits and readers have the
-        // other two.
+        // The writes queue for the one writer; readers have all three connections.
         Db::Sqlite => {
-            wait_for_connections_in_use(&app, 1).await;
+            sleep_ms(300).await;
+            assert!(waiting.iter().all(|w| !w.is_finished()));
             assert_eq!(app.readyz().await.status, 200);
         }
     }
@@ -261,14 +290,33 @@ async fn database_connect_timeout_secs_is_how_long_a_request_waits_for_a_connect
         ],
     )
     .await;
-    let lock = WriteLock::take(&app.db);
+    let lock = WriteLock::take_reads(&app.db);
     let waiting = send_in_background(&app, "ann@example.org");
-    wait_for_connections_in_use(&app, 1).await;
-    let started = Instant::now();
-    // Well-formed, so it is looked up in the database.
-    app.get_with("/auth/refreshtoken/validate", &"A".repeat(43))
-        .await
-        .assert_error(503, "SERVICE_UNAVAILABLE");
+    let started = match db {
+        Db::Postgres => {
+            wait_for_connections_in_use(&app, 1).await;
+            let started = Instant::now();
+            // Well-formed, so it is looked up in the database.
+            app.get_with("/auth/refreshtoken/validate", &"A".repeat(43))
+                .await
+                .assert_error(503, "SERVICE_UNAVAILABLE");
+            started
+        }
+        // SQLite readers never wait for a lock, and writes do not take their connections:
+        // the lookup is answered at once.
+        Db::Sqlite => {
+            sleep_ms(300).await;
+            let started = Instant::now();
+            let res = app
+                .get_with("/auth/refreshtoken/validate", &"A".repeat(43))
+                .await;
+            assert_ne!(res.status, 503, "{}", res.text);
+            assert!(started.elapsed() < Duration::from_millis(900));
+            lock.release();
+            assert_eq!(waiting.await.unwrap(), 200);
+            return;
+        }
+    };
     let waited = started.elapsed();
     assert!(
         waited >= Duration::from_millis(900) && waited < Duration::from_millis(3500),
@@ -289,8 +337,16 @@ async fn http_readiness_timeout_ms_is_how_long_readyz_waits_for_the_database(db:
         ],
     )
     .await;
-    let lock = WriteLock::take(&app.db);
+    let lock = WriteLock::take_reads(&app.db);
     let waiting = send_in_background(&app, "ann@example.org");
+    if db == Db::Sqlite {
+        // A write waiting for the lock holds no pooled connection: ready at once.
+        sleep_ms(300).await;
+        assert_eq!(app.readyz().await.status, 200);
+        lock.release();
+        assert_eq!(waiting.await.unwrap(), 200);
+        return;
+    }
     wait_for_connections_in_use(&app, 1).await;
     let started = Instant::now();
     app.readyz().await.assert_error(503, "DATABASE_UNAVAILABLE");

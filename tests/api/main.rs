@@ -10,6 +10,7 @@ mod config;
 mod config_keys;
 mod cookie_mode;
 mod cors;
+mod crash;
 mod dev_mail;
 mod email_transfer;
 mod ensure_services;

@@ -1,11 +1,21 @@
 //! The store's concurrency-critical statements, straight against each real database.
 
-use authd_store::{backoffs, housekeeping, limits, Store};
+use std::future::Future;
+use std::time::Duration;
+
+use authd_store::{backoffs, housekeeping, limits, AnyConnection, Backend, Store, StoreError};
 use authd_tests::{both_dbs, Db, TestApp};
+use diesel::connection::SimpleConnection;
+use diesel::sql_types::BigInt;
+use diesel::{QueryableByName, RunQueryDsl};
 use futures_util::future::join_all;
 
 both_dbs!(
     a_limit_taken_from_many_threads_at_once_is_granted_exactly_max_times,
+    a_limit_taken_many_times_in_one_batch_is_granted_exactly_max_times,
+    a_failing_job_of_a_batch_is_undone_alone,
+    a_batch_whose_commit_fails_fails_every_job_and_stores_nothing,
+    a_job_that_swallows_a_failed_statement_does_not_spoil_its_batch,
     a_window_rolls_over_and_a_given_back_unit_can_be_taken_again,
     housekeeping_removes_only_what_can_no_longer_matter,
     housekeeping_forgets_guessing_streaks_a_day_after_their_last_failure,
@@ -228,4 +238,210 @@ async fn an_attempt_the_account_refuses_is_not_counted_against_the_network(db: D
         ),
         "{after:?}"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Group commit (`Store::run`): jobs queued together share one transaction, a savepoint each.
+
+/// A store with one writer, so that every job queued while it is busy lands in its next
+/// batch.
+async fn one_writer_store(db: Db) -> (TestApp, Store) {
+    let app = TestApp::spawn(db).await;
+    let store = app.store_with(|o| o.writers = 1);
+    (app, store)
+}
+
+/// Runs the jobs `make` builds (in order) as one batch: the writer is held busy until all of
+/// them are queued, then answers come after their one commit.
+async fn one_batch<T, F, Fut>(store: &Store, n: usize, make: F) -> Vec<Result<T, StoreError>>
+where
+    T: Send + 'static,
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Result<T, StoreError>> + 'static,
+{
+    let (open, gate) = std::sync::mpsc::channel::<()>();
+    let (held_tx, held) = std::sync::mpsc::channel::<()>();
+    let busy = actix_rt::spawn({
+        let store = store.clone();
+        async move {
+            store
+                .run(move |_| {
+                    held_tx.send(()).ok();
+                    gate.recv().ok();
+                    Ok(())
+                })
+                .await
+        }
+    });
+    while held.try_recv().is_err() {
+        actix_rt::time::sleep(Duration::from_millis(1)).await;
+    }
+    let jobs: Vec<_> = (0..n).map(|i| actix_rt::spawn(make(i))).collect();
+    while store.queued_writes() < n {
+        actix_rt::time::sleep(Duration::from_millis(1)).await;
+    }
+    open.send(()).unwrap();
+    busy.await.unwrap().unwrap();
+    let mut answers = Vec::new();
+    for j in jobs {
+        answers.push(j.await.unwrap());
+    }
+    answers
+}
+
+#[derive(QueryableByName)]
+struct N {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// A probe table whose foreign key is checked only at COMMIT.
+async fn probe_table(store: &Store) {
+    store
+        .run(|c| {
+            c.batch_execute(
+                "CREATE TABLE probe_parent (id BIGINT PRIMARY KEY); \
+                 CREATE TABLE probe (n BIGINT NOT NULL UNIQUE, parent BIGINT \
+                   REFERENCES probe_parent (id) DEFERRABLE INITIALLY DEFERRED)",
+            )?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+}
+
+fn insert(c: &mut AnyConnection, n: i64) -> Result<(), StoreError> {
+    diesel::sql_query(format!("INSERT INTO probe (n) VALUES ({n})")).execute(c)?;
+    Ok(())
+}
+
+async fn probed(store: &Store) -> Vec<i64> {
+    store
+        .read(|c| {
+            Ok(diesel::sql_query("SELECT n FROM probe ORDER BY n")
+                .load::<N>(c)?
+                .into_iter()
+                .map(|r| r.n)
+                .collect())
+        })
+        .await
+        .unwrap()
+}
+
+async fn a_limit_taken_many_times_in_one_batch_is_granted_exactly_max_times(db: Db) {
+    let (_app, store) = one_writer_store(db).await;
+    // Each job's conditional upsert sees the counts of the jobs before it in the batch.
+    let results = one_batch(&store, 24, |_| {
+        let store = store.clone();
+        async move {
+            store
+                .run(|c| limits::take(c, "t", "k", 3, 60_000, 1_000_000))
+                .await
+        }
+    })
+    .await;
+    let granted = results
+        .iter()
+        .filter(|r| matches!(r, Ok(limits::Take::Granted { .. })))
+        .count();
+    assert_eq!(granted, 3);
+    assert!(results.iter().all(|r| r.is_ok()));
+}
+
+async fn a_failing_job_of_a_batch_is_undone_alone(db: Db) {
+    let (_app, store) = one_writer_store(db).await;
+    probe_table(&store).await;
+    let results = one_batch(&store, 6, |i| {
+        let store = store.clone();
+        async move {
+            store
+                .run(move |c| {
+                    let n = i as i64;
+                    // Every job reads what the jobs before it wrote: order is kept.
+                    let before =
+                        diesel::sql_query("SELECT count(*) AS n FROM probe").load::<N>(c)?[0].n;
+                    insert(c, n)?;
+                    match i {
+                        1 => Err(StoreError::NotFound),
+                        3 => insert(c, 0).map(|()| before), // a duplicate: fails
+                        _ => Ok(before),
+                    }
+                })
+                .await
+        }
+    })
+    .await;
+    assert_eq!(results[0].as_ref().unwrap(), &0);
+    assert!(matches!(results[1], Err(StoreError::NotFound)));
+    assert_eq!(results[2].as_ref().unwrap(), &1);
+    assert!(matches!(results[3], Err(StoreError::Duplicate)));
+    assert_eq!(results[4].as_ref().unwrap(), &2);
+    assert_eq!(results[5].as_ref().unwrap(), &3);
+    assert_eq!(probed(&store).await, vec![0, 2, 4, 5]);
+}
+
+async fn a_batch_whose_commit_fails_fails_every_job_and_stores_nothing(db: Db) {
+    let (_app, store) = one_writer_store(db).await;
+    probe_table(&store).await;
+    let results = one_batch(&store, 4, |i| {
+        let store = store.clone();
+        async move {
+            store
+                .run(move |c| {
+                    if i == 2 {
+                        // Fine until COMMIT checks the deferred foreign key.
+                        diesel::sql_query("INSERT INTO probe (n, parent) VALUES (2, 99)")
+                            .execute(c)?;
+                        Ok(())
+                    } else {
+                        insert(c, i as i64)
+                    }
+                })
+                .await
+        }
+    })
+    .await;
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, Err(StoreError::Batch(_)))),
+        "{results:?}"
+    );
+    assert!(probed(&store).await.is_empty());
+    // The writer goes on with the next batch.
+    store.run(|c| insert(c, 7)).await.unwrap();
+    assert_eq!(probed(&store).await, vec![7]);
+}
+
+async fn a_job_that_swallows_a_failed_statement_does_not_spoil_its_batch(db: Db) {
+    let (_app, store) = one_writer_store(db).await;
+    probe_table(&store).await;
+    store.run(|c| insert(c, 0)).await.unwrap();
+    let backend = store.backend();
+    let results = one_batch(&store, 3, |i| {
+        let store = store.clone();
+        async move {
+            store
+                .run(move |c| {
+                    if i == 1 {
+                        // A duplicate whose error the job ignores. PostgreSQL refuses every
+                        // later statement of the transaction until it is rolled back.
+                        let _ = insert(c, 0);
+                        Ok(())
+                    } else {
+                        insert(c, 10 + i as i64)
+                    }
+                })
+                .await
+        }
+    })
+    .await;
+    assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+    match backend {
+        // The job is told its transaction failed.
+        Backend::Postgres => assert!(results[1].is_err()),
+        // SQLite undid the one statement; the job's transaction is fine.
+        Backend::Sqlite => assert!(results[1].is_ok()),
+    }
+    assert_eq!(probed(&store).await, vec![0, 10, 12]);
 }

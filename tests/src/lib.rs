@@ -444,6 +444,14 @@ impl TestApp {
 
     /// A second connection pool on the test's database, for checks behind the API's back.
     pub fn store(&self) -> authd_store::Store {
+        self.store_with(|_| {})
+    }
+
+    /// [`TestApp::store`] with options changed by `adjust` (e.g. one writer).
+    pub fn store_with(
+        &self,
+        adjust: impl FnOnce(&mut authd_store::StoreOptions),
+    ) -> authd_store::Store {
         let settings = Sources {
             config_dir: Some(self.db.dir()),
             file: None,
@@ -452,7 +460,9 @@ impl TestApp {
         .load()
         .expect("settings")
         .settings;
-        authd_store::Store::open(&authd_store::StoreOptions::from_settings(&settings))
+        let mut options = authd_store::StoreOptions::from_settings(&settings);
+        adjust(&mut options);
+        authd_store::Store::open(&options)
     }
 
     pub async fn reset_send(&self, email: &str, query: &str) -> Reply {

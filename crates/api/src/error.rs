@@ -252,15 +252,14 @@ pub(crate) fn contract_response_with(
 
 impl From<authd_store::StoreError> for ApiError {
     fn from(e: authd_store::StoreError) -> Self {
-        match e {
-            authd_store::StoreError::Pool(_) => {
-                // The database is away: the client may retry, and the operator sees the cause.
-                Self {
-                    source: Some(Box::new(e)),
-                    ..Self::from(ErrorCode::ServiceUnavailable)
-                }
+        if e.is_unavailable() {
+            // The database is away: the client may retry, and the operator sees the cause.
+            Self {
+                source: Some(Box::new(e)),
+                ..Self::from(ErrorCode::ServiceUnavailable)
             }
-            other => Self::internal(other),
+        } else {
+            Self::internal(e)
         }
     }
 }

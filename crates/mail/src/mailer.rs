@@ -617,24 +617,22 @@ async fn record(shared: &Arc<Shared>, outcomes: Vec<Outcome>) {
     let worker = shared.worker.clone();
     let recorded = shared
         .store
+        // All marks or none: one job of the store is one savepoint of the writer's batch.
         .run(move |c| {
-            use authd_store::Connection;
-            c.transaction(|c| {
-                let mut lost = Vec::new();
-                for (id, mark) in &marks {
-                    let mine = match mark {
-                        Mark::Sent => outbox::mark_sent(c, *id, &worker, now)?,
-                        Mark::Retry { next_at_ms, error } => {
-                            outbox::mark_retry(c, *id, &worker, *next_at_ms, error)?
-                        }
-                        Mark::Dead { error } => outbox::mark_dead(c, *id, &worker, error)?,
-                    };
-                    if !mine {
-                        lost.push(*id);
+            let mut lost = Vec::new();
+            for (id, mark) in &marks {
+                let mine = match mark {
+                    Mark::Sent => outbox::mark_sent(c, *id, &worker, now)?,
+                    Mark::Retry { next_at_ms, error } => {
+                        outbox::mark_retry(c, *id, &worker, *next_at_ms, error)?
                     }
+                    Mark::Dead { error } => outbox::mark_dead(c, *id, &worker, error)?,
+                };
+                if !mine {
+                    lost.push(*id);
                 }
-                Ok(lost)
-            })
+            }
+            Ok(lost)
         })
         .await;
     match recorded {

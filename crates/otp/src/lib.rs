@@ -160,35 +160,34 @@ impl Handler<Issue> for OtpIssuer {
                 .await??;
             let (user_id, purpose, target, remember) =
                 (msg.user_id, msg.purpose, msg.target, msg.remember);
+            // One job of the store is all-or-nothing (its own savepoint in the writer's
+            // batch): the code and its mail are stored together or not at all.
             store
                 .run(move |c| {
-                    use authd_store::Connection;
-                    c.transaction(|c| {
-                        let now = clock.now_ms();
-                        otps::replace(
+                    let now = clock.now_ms();
+                    otps::replace(
+                        c,
+                        &otps::NewOtp {
+                            user_id,
+                            purpose,
+                            code_hash: &hash,
+                            expires_at_ms: now
+                                + i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX / 2),
+                            now_ms: now,
+                            origin: &prepared.origin,
+                            language: &prepared.language,
+                            target: target.as_deref(),
+                        },
+                    )?;
+                    if remember {
+                        authd_store::users::remember_mail_target(
                             c,
-                            &otps::NewOtp {
-                                user_id,
-                                purpose,
-                                code_hash: &hash,
-                                expires_at_ms: now
-                                    + i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX / 2),
-                                now_ms: now,
-                                origin: &prepared.origin,
-                                language: &prepared.language,
-                                target: target.as_deref(),
-                            },
+                            user_id,
+                            &prepared.origin,
+                            &prepared.language,
                         )?;
-                        if remember {
-                            authd_store::users::remember_mail_target(
-                                c,
-                                user_id,
-                                &prepared.origin,
-                                &prepared.language,
-                            )?;
-                        }
-                        outbox::enqueue(c, &prepared.as_new_mail(now))
-                    })
+                    }
+                    outbox::enqueue(c, &prepared.as_new_mail(now))
                 })
                 .await?;
             metrics::counter!(names::OTP_ISSUED_TOTAL, "purpose" => purpose.as_str()).increment(1);

@@ -436,6 +436,7 @@ pub struct DatabaseSettings {
     pub url: SecretString,
     pub url_file: String,
     pub pool_max_size: u32,
+    pub writers: u32,
     pub connect_timeout_secs: u64,
     pub sqlite_busy_timeout_ms: u64,
     pub housekeeping_interval_secs: u64,
@@ -718,6 +719,9 @@ impl Settings {
         }
         if self.database.pool_max_size == 0 {
             return Err(invalid("database.pool_max_size", "must be at least 1"));
+        }
+        if self.database.writers == 0 {
+            return Err(invalid("database.writers", "must be at least 1"));
         }
         if self.http.body_limit_bytes == 0 {
             return Err(invalid("http.body_limit_bytes", "must be at least 1"));

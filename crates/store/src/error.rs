@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 /// Everything that can go wrong below the HTTP layer's feet. Callers map the meaningful
@@ -18,6 +20,25 @@ pub enum StoreError {
     Task(#[from] tokio::task::JoinError),
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
+    /// The job itself succeeded, but the batch it was committed with did not commit (or the
+    /// writer had no connection): its writes are not stored.
+    #[error("the write batch did not commit")]
+    Batch(#[source] Arc<StoreError>),
+    #[error("database job panicked")]
+    Panicked,
+    #[error("the store's writer has stopped")]
+    WriterGone,
+}
+
+impl StoreError {
+    /// The database is away (no connection could be had): the client may retry.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Pool(_) => true,
+            Self::Batch(inner) => inner.is_unavailable(),
+            _ => false,
+        }
+    }
 }
 
 impl From<DieselError> for StoreError {

@@ -14,6 +14,7 @@ mod schema;
 pub mod secrets;
 pub mod two_factor;
 pub mod users;
+mod writer;
 
 pub use backend::{AnyConnection, Backend};
 pub use diesel::Connection;

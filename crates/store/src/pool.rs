@@ -1,19 +1,25 @@
 //! The connection pool and the bridge from async callers to synchronous Diesel.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use authd_settings::DatabaseUrl;
 use diesel::connection::SimpleConnection;
 use diesel::r2d2::{self, ManageConnection, Pool, PooledConnection};
+use tokio::sync::Semaphore;
 
-use crate::backend::{AnyConnection, Backend};
+use crate::backend::{AnyConnection, Backend, READER_CACHE_KIB, WRITER_CACHE_KIB};
+use crate::writer::{Writers, MAX_BATCH};
 use crate::StoreError;
 
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     pub url: DatabaseUrl,
+    /// Connections for reads (and for synchronous callers); the writers have their own.
     pub pool_max_size: u32,
+    /// PostgreSQL: writer threads, each with its own connection, committing batches side by
+    /// side. SQLite always has one.
+    pub writers: u32,
     pub connect_timeout: Duration,
     pub sqlite_busy_timeout: Duration,
     /// Idle connections the pool opens ahead of need, in a background thread. Kept at 0: a
@@ -28,6 +34,7 @@ impl StoreOptions {
         Self {
             min_idle: 0,
             pool_max_size: 1,
+            writers: 1,
             ..Self::from_settings(s)
         }
     }
@@ -36,6 +43,7 @@ impl StoreOptions {
         Self {
             url: s.database_url(),
             pool_max_size: s.database.pool_max_size,
+            writers: s.database.writers,
             connect_timeout: Duration::from_secs(s.database.connect_timeout_secs),
             sqlite_busy_timeout: Duration::from_millis(s.database.sqlite_busy_timeout_ms),
             min_idle: 0,
@@ -48,6 +56,19 @@ impl StoreOptions {
 pub struct Manager {
     url: DatabaseUrl,
     busy_timeout: Duration,
+    /// SQLite page cache per connection.
+    cache_kib: u32,
+}
+
+impl Manager {
+    #[cfg(test)]
+    pub(crate) fn sqlite(path: &std::path::Path, busy_timeout: Duration) -> Self {
+        Self {
+            url: DatabaseUrl::Sqlite(path.to_owned()),
+            busy_timeout,
+            cache_kib: crate::backend::WRITER_CACHE_KIB,
+        }
+    }
 }
 
 impl ManageConnection for Manager {
@@ -56,7 +77,9 @@ impl ManageConnection for Manager {
 
     fn connect(&self) -> Result<AnyConnection, r2d2::Error> {
         match &self.url {
-            DatabaseUrl::Sqlite(path) => AnyConnection::open_sqlite(path, self.busy_timeout),
+            DatabaseUrl::Sqlite(path) => {
+                AnyConnection::open_sqlite(path, self.busy_timeout, self.cache_kib)
+            }
             DatabaseUrl::Postgres(url) => AnyConnection::open_postgres(url),
         }
     }
@@ -79,16 +102,22 @@ pub struct PoolState {
     pub max: u32,
 }
 
-/// Cheap to clone; every clone shares one pool.
+/// Cheap to clone; every clone shares one pool and one set of writers.
 #[derive(Clone)]
 pub struct Store {
+    /// Connections for [`Store::read`] and synchronous callers.
     pool: Pool<Manager>,
+    /// One permit per pooled connection: reads wait for a connection here, as tasks, rather
+    /// than as blocking-pool threads parked in the pool (a flood made ~130 such threads,
+    /// each with its own stack and malloc arena).
+    reads: Arc<Semaphore>,
+    connect_timeout: Duration,
     backend: Backend,
-    /// SQLite has one writer at a time, and a writer that finds the lock taken sleeps in
-    /// steps of up to 100 ms before it tries again. Writers of this process queue here
-    /// instead, so they wait exactly as long as the writer before them. (Other processes on
-    /// the same file still meet the busy timeout.) `None` on PostgreSQL.
-    writer: Option<Arc<Mutex<()>>>,
+    /// The group-committing writers behind [`Store::run`] (see `writer.rs`). On SQLite there
+    /// is one, so this process never competes with itself for the write lock (a writer that
+    /// finds it taken sleeps in steps of up to 100 ms); other processes on the same file
+    /// still meet the busy timeout.
+    writers: Writers,
 }
 
 impl std::fmt::Debug for Store {
@@ -112,20 +141,35 @@ impl Store {
             }
             DatabaseUrl::Postgres(_) => Backend::Postgres,
         };
+        let manager = |cache_kib| Manager {
+            url: opts.url.clone(),
+            busy_timeout: opts.sqlite_busy_timeout,
+            cache_kib,
+        };
         let pool = Pool::builder()
             .max_size(opts.pool_max_size)
             .min_idle(Some(opts.min_idle))
             .connection_timeout(opts.connect_timeout)
             .test_on_check_out(false)
-            .build_unchecked(Manager {
-                url: opts.url.clone(),
-                busy_timeout: opts.sqlite_busy_timeout,
-            });
-        let writer = (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(())));
+            .build_unchecked(manager(READER_CACHE_KIB));
+        let writers = match backend {
+            Backend::Sqlite => 1,
+            Backend::Postgres => opts.writers.max(1),
+        };
+        // Each writer thread holds one connection of this pool for as long as it works; the
+        // pool only opens them (with the connect timeout) and replaces broken ones.
+        let writer_pool = Pool::builder()
+            .max_size(writers)
+            .min_idle(Some(0))
+            .connection_timeout(opts.connect_timeout)
+            .test_on_check_out(false)
+            .build_unchecked(manager(WRITER_CACHE_KIB));
         Self {
             pool,
+            reads: Arc::new(Semaphore::new(opts.pool_max_size as usize)),
+            connect_timeout: opts.connect_timeout,
             backend,
-            writer,
+            writers: Writers::start(writer_pool, writers, MAX_BATCH),
         }
     }
 
@@ -148,24 +192,23 @@ impl Store {
         Ok(self.pool.get()?)
     }
 
-    /// Runs `f` with a pooled connection on the blocking pool. Every query issued while
-    /// serving requests goes through here or [`Store::read`]. On SQLite, `f` runs as this
-    /// process's only writer.
+    /// Runs `f` on a writer, in a transaction it shares with the other jobs queued at the
+    /// same time, each in its own savepoint (group commit, see `writer.rs`): `f`'s writes are
+    /// all-or-nothing, and the answer comes after they committed. Every write issued while
+    /// serving requests goes through here; [`Store::read`] is for work that only reads.
+    ///
+    /// `f` must not wait for the store itself: it runs on the writer thread.
     pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
     {
-        let pool = self.pool.clone();
-        let writer = self.writer.clone();
-        tokio::task::spawn_blocking(move || {
-            let _turn = writer
-                .as_ref()
-                .map(|w| w.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
-            let mut conn = pool.get()?;
-            f(&mut conn)
-        })
-        .await?
+        self.writers.submit(f).await
+    }
+
+    /// Jobs waiting for a writer right now.
+    pub fn queued_writes(&self) -> usize {
+        self.writers.queued()
     }
 
     /// Like [`Store::run`], for work that only reads: it does not queue behind writers
@@ -175,10 +218,22 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
     {
+        // Waiting longer than the connect timeout for a permit ends like waiting that long for
+        // a connection: the pool's own timeout error, at once (`get_timeout(0)` below).
+        let permit = tokio::time::timeout(self.connect_timeout, self.reads.clone().acquire_owned())
+            .await
+            .ok()
+            .and_then(Result::ok);
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || {
-            let mut conn = pool.get()?;
-            f(&mut conn)
+            let mut conn = match permit {
+                Some(_) => pool.get()?,
+                None => pool.get_timeout(Duration::ZERO)?,
+            };
+            let result = f(&mut conn);
+            drop(conn);
+            drop(permit);
+            result
         })
         .await?
     }

@@ -22,14 +22,19 @@ pub fn get_or_create(
     if let Some(v) = found {
         return Ok(v);
     }
-    match diesel::insert_into(instance_secrets::table)
-        .values((
-            instance_secrets::name.eq(name),
-            instance_secrets::value.eq(generate()),
-            instance_secrets::created_at_ms.eq(now_ms),
-        ))
-        .execute(conn)
-    {
+    // In a savepoint of its own: inside a transaction (a writer's batch), PostgreSQL refuses
+    // every statement after a failed one, so the lost race must be rolled back before the
+    // winner's value is read.
+    let value = generate();
+    match conn.transaction(|c| {
+        diesel::insert_into(instance_secrets::table)
+            .values((
+                instance_secrets::name.eq(name),
+                instance_secrets::value.eq(&value),
+                instance_secrets::created_at_ms.eq(now_ms),
+            ))
+            .execute(c)
+    }) {
         Ok(_)
         | Err(diesel::result::Error::DatabaseError(
             diesel::result::DatabaseErrorKind::UniqueViolation,

@@ -1,0 +1,247 @@
+//! Group commit. Every write job of the process ([`crate::Store::run`]) goes to a writer
+//! thread that owns one connection: it takes a job, drains whatever else is queued (up to a
+//! cap), runs them all in ONE transaction with each job in its own savepoint, commits once,
+//! and only then answers each caller. SQLite has exactly one writer per process (its single
+//! write lock would serialise more anyway); PostgreSQL has `database.writers`.
+//!
+//! What a job sees is what it saw with a transaction of its own: its statements read its own
+//! writes and those of the jobs before it in the batch, which are exactly the ones committed
+//! with it; a statement that admits (a limit's conditional upsert) still admits in one atomic
+//! statement, so two jobs counting the same key in one batch each see the other's count.
+//!
+//! - A job that fails (returns `Err`, panics, or leaves PostgreSQL's transaction aborted by a
+//!   failed statement it swallowed) is rolled back to its savepoint and gets its error; the
+//!   other jobs of the batch are not affected.
+//! - If the batch cannot commit, every job of it gets the error: nothing is answered before
+//!   the commit.
+//! - Jobs run in the order they were queued.
+//! - `Connection::transaction` inside a job nests as a savepoint and works as before.
+//!
+//! A job must never wait for the store itself (call `Store::run`/`read` and block on it):
+//! it runs on the writer thread, holding the write transaction, so that wait never ends.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::r2d2::{Pool, PooledConnection};
+use tokio::sync::oneshot;
+
+use crate::backend::AnyConnection;
+use crate::pool::Manager;
+use crate::StoreError;
+
+/// The most jobs committed together. Large enough that a flood's queue drains in a few
+/// batches; small enough that PostgreSQL's per-transaction savepoint bookkeeping stays cheap
+/// and one batch does not hold its row locks for long.
+pub(crate) const MAX_BATCH: usize = 128;
+
+/// The work of one [`crate::Store::run`] call, type-erased for the queue.
+pub(crate) trait Task: Send {
+    /// Runs the work on the writer's connection; true when it succeeded.
+    fn run(&mut self, conn: &mut AnyConnection) -> bool;
+    /// Marks a job that reported success as failed after all (its savepoint was undone).
+    fn fail(&mut self, error: StoreError);
+    /// Answers the caller: with the job's own outcome when the batch committed, else with
+    /// `batch`'s error (a job that failed on its own keeps its own error).
+    fn answer(self: Box<Self>, batch: Result<(), &Arc<StoreError>>);
+}
+
+struct Job<T, F> {
+    work: Option<F>,
+    outcome: Option<Result<T, StoreError>>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> Task for Job<T, F>
+where
+    T: Send,
+    F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Send,
+{
+    fn run(&mut self, conn: &mut AnyConnection) -> bool {
+        let outcome = match self.work.take() {
+            Some(work) => {
+                catch_unwind(AssertUnwindSafe(|| work(conn))).unwrap_or(Err(StoreError::Panicked))
+            }
+            None => Err(StoreError::Panicked),
+        };
+        let ok = outcome.is_ok();
+        self.outcome = Some(outcome);
+        ok
+    }
+
+    fn fail(&mut self, error: StoreError) {
+        self.outcome = Some(Err(error));
+    }
+
+    fn answer(self: Box<Self>, batch: Result<(), &Arc<StoreError>>) {
+        let outcome = match (self.outcome, batch) {
+            (Some(Err(own)), _) => Err(own),
+            (Some(Ok(value)), Ok(())) => Ok(value),
+            (_, Err(e)) => Err(StoreError::Batch(e.clone())),
+            (None, Ok(())) => Err(StoreError::Panicked),
+        };
+        // The caller may have gone away (its request was dropped): nothing to tell it.
+        let _ = self.reply.send(outcome);
+    }
+}
+
+/// The sending side of the writers' queue. Cheap to clone; when the last clone is dropped
+/// the writer threads finish their queue and end.
+#[derive(Clone)]
+pub(crate) struct Writers {
+    queue: crossbeam_channel::Sender<Box<dyn Task>>,
+}
+
+impl Writers {
+    /// Starts `count` writer threads, each holding one connection of `pool` (opened on the
+    /// first job, reopened after it broke).
+    pub(crate) fn start(pool: Pool<Manager>, count: u32, max_batch: usize) -> Self {
+        let (queue, jobs) = crossbeam_channel::unbounded::<Box<dyn Task>>();
+        for i in 0..count.max(1) {
+            let jobs = jobs.clone();
+            let pool = pool.clone();
+            std::thread::Builder::new()
+                .name(format!("store-writer-{i}"))
+                .spawn(move || write_loop(&jobs, &pool, max_batch.max(1)))
+                .expect("cannot start a store writer thread");
+        }
+        Self { queue }
+    }
+
+    pub(crate) fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Queues `work` and waits for its answer, which comes after its batch committed.
+    pub(crate) async fn submit<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job: Box<dyn Task> = Box::new(Job {
+            work: Some(work),
+            outcome: None,
+            reply,
+        });
+        self.queue.send(job).map_err(|_| StoreError::WriterGone)?;
+        answer.await.map_err(|_| StoreError::WriterGone)?
+    }
+}
+
+fn write_loop(
+    jobs: &crossbeam_channel::Receiver<Box<dyn Task>>,
+    pool: &Pool<Manager>,
+    max_batch: usize,
+) {
+    let mut conn: Option<PooledConnection<Manager>> = None;
+    let mut batch: Vec<Box<dyn Task>> = Vec::with_capacity(max_batch);
+    while let Ok(first) = jobs.recv() {
+        batch.push(first);
+        while batch.len() < max_batch {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let outcome = match conn.as_mut() {
+            Some(c) => Ok(c),
+            None => pool.get().map(|c| &mut *conn.insert(c)),
+        };
+        let outcome = match outcome {
+            Ok(c) => {
+                let committed = run_batch(c, &mut batch);
+                if committed.is_err() && c.broken() {
+                    // Dropped back into the pool, which discards a broken connection.
+                    conn = None;
+                }
+                committed
+            }
+            Err(e) => Err(StoreError::Pool(e)),
+        };
+        let outcome = outcome.map_err(Arc::new);
+        for job in batch.drain(..) {
+            job.answer(outcome.as_ref().map(|_| ()));
+        }
+    }
+}
+
+const SAVEPOINT: &str = "SAVEPOINT authd_job";
+const RELEASE: &str = "RELEASE SAVEPOINT authd_job";
+const NEXT: &str = "RELEASE SAVEPOINT authd_job; SAVEPOINT authd_job";
+const UNDO: &str = "ROLLBACK TO SAVEPOINT authd_job";
+
+/// Runs `batch` in one transaction, each job in its own savepoint, and commits. `Ok` when
+/// the transaction committed; the jobs hold their own outcomes.
+pub(crate) fn run_batch(
+    conn: &mut AnyConnection,
+    batch: &mut [Box<dyn Task>],
+) -> Result<(), StoreError> {
+    // SQLite: take the write lock now (waiting up to the busy timeout for other processes),
+    // rather than at the first write, where a stale read snapshot would fail at once.
+    match conn {
+        AnyConnection::Sqlite(c) => {
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
+        }
+        AnyConnection::Postgresql(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN"),
+    }?;
+    match run_jobs(conn, batch) {
+        Ok(()) => {
+            <AnyConnection as TransactionManager<AnyConnection>>::commit_transaction(conn)?;
+            Ok(())
+        }
+        Err(e) => {
+            // The original error says more than a failed rollback would; a connection whose
+            // rollback failed reports itself broken and is replaced.
+            let _ =
+                <AnyConnection as TransactionManager<AnyConnection>>::rollback_transaction(conn);
+            Err(e)
+        }
+    }
+}
+
+/// The savepoints of a batch. The release of one job's savepoint and the start of the next
+/// go to the server together (one round trip on PostgreSQL). A release that fails means the
+/// job before it left the transaction aborted (PostgreSQL refuses every statement after a
+/// failed one until a rollback): that job is undone and answered with the error.
+fn run_jobs(conn: &mut AnyConnection, batch: &mut [Box<dyn Task>]) -> Result<(), StoreError> {
+    let mut previous: Option<usize> = None;
+    for i in 0..batch.len() {
+        let opened = match previous {
+            None => conn.batch_execute(SAVEPOINT),
+            Some(_) => conn.batch_execute(NEXT),
+        };
+        if let Err(e) = opened {
+            let p = previous.expect("the first savepoint has no previous job");
+            undo_after_release_failed(conn, &mut *batch[p], e)?;
+            conn.batch_execute(SAVEPOINT)?;
+        }
+        if !batch[i].run(conn) {
+            conn.batch_execute(UNDO)?;
+        }
+        previous = Some(i);
+    }
+    if let Some(p) = previous {
+        if let Err(e) = conn.batch_execute(RELEASE) {
+            undo_after_release_failed(conn, &mut *batch[p], e)?;
+        }
+    }
+    Ok(())
+}
+
+/// The release of job `job`'s savepoint failed: undo it, and the job fails with `error`.
+/// When even the undo fails, the transaction is lost and so is the batch.
+fn undo_after_release_failed(
+    conn: &mut AnyConnection,
+    job: &mut dyn Task,
+    error: diesel::result::Error,
+) -> Result<(), StoreError> {
+    conn.batch_execute(UNDO)?;
+    conn.batch_execute(RELEASE)?;
+    job.fail(error.into());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

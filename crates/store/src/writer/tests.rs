@@ -1,0 +1,244 @@
+//! The batcher against a real SQLite file: what each job of a batch sees and gets. The same
+//! properties are checked on both databases, through the real queue, in `tests/api/store.rs`.
+
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::sql_types::BigInt;
+
+use super::*;
+
+type Answer<T> = oneshot::Receiver<Result<T, StoreError>>;
+
+fn job<T, F>(work: F) -> (Box<dyn Task>, Answer<T>)
+where
+    T: Send + 'static,
+    F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
+{
+    let (reply, answer) = oneshot::channel();
+    let task: Box<dyn Task> = Box::new(Job {
+        work: Some(work),
+        outcome: None,
+        reply,
+    });
+    (task, answer)
+}
+
+/// Runs `batch` as the writer does and answers every job.
+fn commit(conn: &mut AnyConnection, mut batch: Vec<Box<dyn Task>>) -> Result<(), Arc<StoreError>> {
+    let outcome = run_batch(conn, &mut batch).map_err(Arc::new);
+    for task in batch {
+        task.answer(outcome.as_ref().map(|_| ()));
+    }
+    outcome
+}
+
+fn answer<T>(mut a: Answer<T>) -> Result<T, StoreError> {
+    a.try_recv().expect("every job is answered")
+}
+
+struct Scratch {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+}
+
+impl Scratch {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let mut c = AnyConnection::open_sqlite(&path, Duration::from_secs(5), 1024).unwrap();
+        c.batch_execute(
+            "CREATE TABLE parent (id INTEGER PRIMARY KEY);
+             CREATE TABLE t (n BIGINT NOT NULL UNIQUE,
+                 parent BIGINT REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED);",
+        )
+        .unwrap();
+        Self { _dir: dir, path }
+    }
+
+    fn conn(&self) -> AnyConnection {
+        AnyConnection::open_sqlite(&self.path, Duration::from_secs(5), 1024).unwrap()
+    }
+}
+
+#[derive(QueryableByName)]
+struct N {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+fn insert(c: &mut AnyConnection, n: i64) -> Result<(), StoreError> {
+    diesel::sql_query(format!("INSERT INTO t (n) VALUES ({n})")).execute(c)?;
+    Ok(())
+}
+
+fn stored(c: &mut AnyConnection) -> Vec<i64> {
+    diesel::sql_query("SELECT n FROM t ORDER BY rowid")
+        .load::<N>(c)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.n)
+        .collect()
+}
+
+#[test]
+fn a_failing_job_is_undone_alone_and_the_others_commit() {
+    let db = Scratch::new();
+    let mut c = db.conn();
+    let (a, ra) = job(|c| insert(c, 1));
+    let (b, rb) = job(|c| {
+        insert(c, 2)?;
+        Err::<(), _>(StoreError::NotFound)
+    });
+    let (d, rd) = job(|c| insert(c, 1)); // a duplicate of the first job's row: its own error
+    let (e, re) = job(|c| insert(c, 3));
+    commit(&mut c, vec![a, b, d, e]).unwrap();
+    assert!(answer(ra).is_ok());
+    assert!(matches!(answer(rb), Err(StoreError::NotFound)));
+    assert!(matches!(answer(rd), Err(StoreError::Duplicate)));
+    assert!(answer(re).is_ok());
+    assert_eq!(stored(&mut db.conn()), vec![1, 3]);
+}
+
+#[test]
+fn jobs_run_in_queue_order_and_see_the_writes_of_the_jobs_before_them() {
+    let db = Scratch::new();
+    let mut c = db.conn();
+    let mut batch = Vec::new();
+    let mut answers = Vec::new();
+    for n in 0..10 {
+        let (t, r) = job(move |c| {
+            let seen = stored(c);
+            insert(c, n)?;
+            Ok(seen)
+        });
+        batch.push(t);
+        answers.push(r);
+    }
+    commit(&mut c, batch).unwrap();
+    for (n, r) in answers.into_iter().enumerate() {
+        assert_eq!(answer(r).unwrap(), (0..n as i64).collect::<Vec<_>>());
+    }
+    assert_eq!(stored(&mut db.conn()), (0..10).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_failed_commit_fails_every_job_and_stores_nothing() {
+    let db = Scratch::new();
+    let mut c = db.conn();
+    let (a, ra) = job(|c| insert(c, 1));
+    // A deferred foreign key is checked at COMMIT: this job succeeds, the commit does not.
+    let (b, rb) = job(|c| {
+        diesel::sql_query("INSERT INTO t (n, parent) VALUES (2, 99)").execute(c)?;
+        Ok(())
+    });
+    let (d, rd) = job(|c| insert(c, 3));
+    assert!(commit(&mut c, vec![a, b, d]).is_err());
+    for r in [ra, rb, rd] {
+        assert!(matches!(answer(r), Err(StoreError::Batch(_))));
+    }
+    assert!(stored(&mut db.conn()).is_empty());
+    // The connection is usable for the next batch.
+    let (e, re) = job(|c| insert(c, 4));
+    commit(&mut c, vec![e]).unwrap();
+    assert!(answer(re).is_ok());
+    assert_eq!(stored(&mut db.conn()), vec![4]);
+}
+
+#[test]
+fn a_transaction_inside_a_job_nests_as_a_savepoint() {
+    let db = Scratch::new();
+    let mut c = db.conn();
+    let (a, ra) = job(|c| {
+        c.transaction(|c| {
+            insert(c, 1)?;
+            // An inner transaction that fails undoes only itself.
+            let inner = c.transaction(|c| {
+                insert(c, 2)?;
+                Err::<(), _>(StoreError::NotFound)
+            });
+            assert!(inner.is_err());
+            insert(c, 3)
+        })
+    });
+    let (b, rb) = job(|c| c.transaction(|c| insert(c, 4)));
+    commit(&mut c, vec![a, b]).unwrap();
+    assert!(answer(ra).is_ok());
+    assert!(answer(rb).is_ok());
+    assert_eq!(stored(&mut db.conn()), vec![1, 3, 4]);
+}
+
+#[test]
+fn a_job_that_panics_fails_alone() {
+    let db = Scratch::new();
+    let mut c = db.conn();
+    let (a, ra) = job(|c| insert(c, 1));
+    let (b, rb) = job(|c| -> Result<(), StoreError> {
+        insert(c, 2)?;
+        panic!("a bug in a job");
+    });
+    let (d, rd) = job(|c| insert(c, 3));
+    commit(&mut c, vec![a, b, d]).unwrap();
+    assert!(answer(ra).is_ok());
+    assert!(matches!(answer(rb), Err(StoreError::Panicked)));
+    assert!(answer(rd).is_ok());
+    assert_eq!(stored(&mut db.conn()), vec![1, 3]);
+}
+
+/// Through the queue: jobs queued while the writer is busy are committed together, so a
+/// commit failure caused by one of them reaches all of them, and the next batch is fine.
+#[tokio::test]
+async fn jobs_queued_while_the_writer_is_busy_share_one_commit() {
+    let db = Scratch::new();
+    let pool = Pool::builder()
+        .max_size(1)
+        .build_unchecked(Manager::sqlite(&db.path, Duration::from_secs(5)));
+    let writers = Writers::start(pool, 1, MAX_BATCH);
+    let (open, gate) = std::sync::mpsc::channel::<()>();
+    let busy = tokio::spawn({
+        let w = writers.clone();
+        async move {
+            w.submit(move |_| {
+                gate.recv().ok();
+                Ok(())
+            })
+            .await
+        }
+    });
+    // Wait until the writer holds the gate job (the queue is empty again).
+    while writers.queued() > 0 || !busy_started(&writers).await {}
+    let queued: Vec<_> = (0..5)
+        .map(|n| {
+            let w = writers.clone();
+            tokio::spawn(async move {
+                w.submit(move |c| {
+                    if n == 2 {
+                        diesel::sql_query("INSERT INTO t (n, parent) VALUES (2, 99)").execute(c)?;
+                        Ok(())
+                    } else {
+                        insert(c, n)
+                    }
+                })
+                .await
+            })
+        })
+        .collect();
+    while writers.queued() < 5 {
+        tokio::task::yield_now().await;
+    }
+    open.send(()).unwrap();
+    busy.await.unwrap().unwrap();
+    for q in queued {
+        assert!(matches!(q.await.unwrap(), Err(StoreError::Batch(_))));
+    }
+    assert!(stored(&mut db.conn()).is_empty());
+    writers.submit(|c| insert(c, 7)).await.unwrap();
+    assert_eq!(stored(&mut db.conn()), vec![7]);
+}
+
+/// True once the writer has taken the first job (nothing left in the queue for a moment).
+async fn busy_started(writers: &Writers) -> bool {
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    writers.queued() == 0
+}
