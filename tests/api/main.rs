@@ -24,6 +24,7 @@ mod notices;
 mod openapi;
 mod operations;
 mod ops;
+mod outbox;
 mod password_policy;
 mod password_reset;
 mod production;

@@ -620,10 +620,16 @@ async fn record(shared: &Arc<Shared>, outcomes: Vec<Outcome>) {
         .run(move |c| {
             use authd_store::Connection;
             c.transaction(|c| {
-                let mut lost = Vec::new();
+                // The delivered ones, the common case, in one statement; failures one by one.
+                let sent: Vec<i64> = marks
+                    .iter()
+                    .filter(|(_, mark)| matches!(mark, Mark::Sent))
+                    .map(|(id, _)| *id)
+                    .collect();
+                let mut lost = outbox::mark_sent(c, &sent, &worker, now)?;
                 for (id, mark) in &marks {
                     let mine = match mark {
-                        Mark::Sent => outbox::mark_sent(c, *id, &worker, now)?,
+                        Mark::Sent => continue,
                         Mark::Retry { next_at_ms, error } => {
                             outbox::mark_retry(c, *id, &worker, *next_at_ms, error)?
                         }
