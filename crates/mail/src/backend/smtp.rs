@@ -282,6 +282,11 @@ impl MailBackend for SmtpBackend {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
     use super::*;
 
     #[test]
@@ -298,5 +303,90 @@ mod tests {
         assert_eq!(classify(None, false, false), (Connect, false));
         assert_eq!(classify(None, true, false), (Timeout, false));
         assert_eq!(classify(None, false, true), (Auth, false));
+    }
+
+    /// A minimal SMTP server that accepts everything, takes `hold` over each message, and
+    /// counts its connections: (open now, most open at once, opened in all).
+    async fn relay(hold: Duration) -> (u16, Arc<[AtomicUsize; 3]>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let counts: Arc<[AtomicUsize; 3]> = Arc::new(Default::default());
+        let c = counts.clone();
+        tokio::spawn(async move {
+            loop {
+                let (sock, _) = listener.accept().await.unwrap();
+                let c = c.clone();
+                let open = c[0].fetch_add(1, Ordering::SeqCst) + 1;
+                c[1].fetch_max(open, Ordering::SeqCst);
+                c[2].fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let (read, mut write) = sock.into_split();
+                    let mut lines = BufReader::new(read).lines();
+                    write.write_all(b"220 relay\r\n").await.unwrap();
+                    let mut data = false;
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        let answer: &[u8] = if data {
+                            if line != "." {
+                                continue;
+                            }
+                            data = false;
+                            tokio::time::sleep(hold).await;
+                            b"250 queued\r\n"
+                        } else if line.starts_with("EHLO") {
+                            b"250-relay\r\n250 8BITMIME\r\n"
+                        } else if line == "DATA" {
+                            data = true;
+                            b"354 go on\r\n"
+                        } else if line == "QUIT" {
+                            b"221 bye\r\n"
+                        } else {
+                            b"250 ok\r\n"
+                        };
+                        if write.write_all(answer).await.is_err() {
+                            break;
+                        }
+                    }
+                    c[0].fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        (port, counts)
+    }
+
+    fn mail(id: i64) -> Outgoing {
+        Outgoing {
+            id,
+            created_at_ms: 0,
+            envelope: crate::seal::Envelope {
+                from: "a@example.org".into(),
+                to: vec!["b@example.org".into()],
+                message: "Subject: hi\r\n\r\nhello\r\n".into(),
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn at_most_pool_size_connections_are_open_and_they_are_reused() {
+        let (port, counts) = relay(Duration::from_millis(20)).await;
+        let backend = SmtpBackend::new(&SmtpSettings {
+            host: "127.0.0.1".into(),
+            port,
+            tls: SmtpTls::None,
+            username: String::new(),
+            password: secrecy::SecretString::from(String::new()),
+            password_file: String::new(),
+            timeout_secs: 10,
+            pool_size: 2,
+        })
+        .unwrap();
+        let mails: Vec<Outgoing> = (0..12).map(mail).collect();
+        let sent = futures_util::future::join_all(mails.iter().map(|m| backend.send(m))).await;
+        assert!(sent.iter().all(Result::is_ok), "{sent:?}");
+        // Twelve mails at once through two connections, opened once each.
+        assert_eq!(counts[1].load(Ordering::SeqCst), 2, "most open at once");
+        assert_eq!(counts[2].load(Ordering::SeqCst), 2, "opened in all");
+        // A later mail reuses a parked connection.
+        backend.send(&mail(12)).await.unwrap();
+        assert_eq!(counts[2].load(Ordering::SeqCst), 2, "opened in all");
     }
 }
