@@ -25,6 +25,7 @@ mod notices;
 mod openapi;
 mod operations;
 mod ops;
+mod outbox;
 mod password_policy;
 mod password_reset;
 mod production;

@@ -418,11 +418,12 @@ async fn deliver_round(shared: &Arc<Shared>) -> bool {
         }
     };
     let full = claimed.len() as i64 >= batch;
-    let outcomes: Vec<Outcome> = futures_util::stream::iter(claimed)
+    let mut outcomes: Vec<Outcome> = futures_util::stream::iter(claimed)
         .map(|row| deliver_one(shared, row))
         .buffer_unordered(shared.cfg.concurrency.max(1))
         .collect()
         .await;
+    flush(shared, &mut outcomes).await;
     record(shared, outcomes).await;
     full
 }
@@ -504,6 +505,44 @@ pub async fn send_with_timeout(
             FailureReason::Timeout,
             format!("send timed out after {timeout_secs} s (mail.send_timeout_secs)"),
         )),
+    }
+}
+
+/// Makes the round's deliveries durable where a backend needs it (see `MailBackend::flush`),
+/// once per origin that delivered something; a failed flush makes them transient failures,
+/// so they are retried rather than marked sent.
+async fn flush(shared: &Shared, outcomes: &mut [Outcome]) {
+    let mut origins: Vec<&str> = outcomes
+        .iter()
+        .filter(|o| o.result.is_ok())
+        .map(|o| o.row.origin.as_str())
+        .collect();
+    origins.sort_unstable();
+    origins.dedup();
+    let mut failed = Vec::new();
+    for origin in origins {
+        let Some(rt) = shared.origins.get(origin) else {
+            continue;
+        };
+        let timeout = Duration::from_secs(shared.cfg.send_timeout_secs);
+        let flushed = match tokio::time::timeout(timeout, rt.backend.flush()).await {
+            Ok(r) => r,
+            Err(_) => Err(crate::SendError::transient(
+                FailureReason::Timeout,
+                "flush timed out (mail.send_timeout_secs)",
+            )),
+        };
+        if let Err(e) = flushed {
+            failed.push((origin.to_owned(), e));
+        }
+    }
+    for (origin, e) in failed {
+        for o in outcomes
+            .iter_mut()
+            .filter(|o| o.row.origin == origin && o.result.is_ok())
+        {
+            o.result = Err(e.clone());
+        }
     }
 }
 
@@ -619,10 +658,16 @@ async fn record(shared: &Arc<Shared>, outcomes: Vec<Outcome>) {
         .store
         // All marks or none: one job of the store is one savepoint of the writer's batch.
         .run(move |c| {
-            let mut lost = Vec::new();
+            // The delivered ones, the common case, in one statement; failures one by one.
+            let sent: Vec<i64> = marks
+                .iter()
+                .filter(|(_, mark)| matches!(mark, Mark::Sent))
+                .map(|(id, _)| *id)
+                .collect();
+            let mut lost = outbox::mark_sent(c, &sent, &worker, now)?;
             for (id, mark) in &marks {
                 let mine = match mark {
-                    Mark::Sent => outbox::mark_sent(c, *id, &worker, now)?,
+                    Mark::Sent => continue,
                     Mark::Retry { next_at_ms, error } => {
                         outbox::mark_retry(c, *id, &worker, *next_at_ms, error)?
                     }

@@ -69,7 +69,8 @@ pub struct Claimed {
 /// by id alone, every claim fetched and sorted every pending row: with a backlog of 6,000
 /// mails, 30 ms of reading their payloads on the writer, per claim of four.)
 /// PostgreSQL skips rows other workers are claiming right now (`FOR UPDATE SKIP LOCKED`);
-/// SQLite has a single writer, so the statement is atomic as it is.
+/// SQLite has a single writer, so the statement is atomic as it is. (Draining a backlog of
+/// 100,000 mails with the old order by id: 146 mails/s, every claim sorting every due row.)
 pub fn claim(
     conn: &mut AnyConnection,
     worker: &str,
@@ -107,23 +108,51 @@ macro_rules! mine {
     };
 }
 
-/// Delivered: the message is erased (it may hold a code), the row kept for the record.
+/// Delivered, a whole round at once in one statement: each message is erased (it may hold a
+/// code), each row kept for the record — where the row is still this worker's (see `mine!`).
+/// Returns the ids that were not (their lease ran out and another claim took them over):
+/// those rows are left as they are, so a mail two workers both sent is recorded once, by its
+/// current holder.
 pub fn mark_sent(
     conn: &mut AnyConnection,
-    id: i64,
+    ids: &[i64],
     worker: &str,
     now_ms: i64,
-) -> Result<bool, StoreError> {
-    let n = diesel::update(mine!(id, worker))
-        .set((
-            outbox::status.eq(SENT),
-            outbox::payload.eq(None::<String>),
-            outbox::sent_at_ms.eq(now_ms),
-            outbox::lease_until_ms.eq(None::<i64>),
-            outbox::last_error.eq(None::<String>),
-        ))
-        .execute(conn)?;
-    Ok(n == 1)
+) -> Result<Vec<i64>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let n = diesel::update(
+        outbox::table
+            .filter(outbox::id.eq_any(ids))
+            .filter(outbox::leased_by.eq(worker))
+            .filter(outbox::status.eq(PENDING)),
+    )
+    .set((
+        outbox::status.eq(SENT),
+        outbox::payload.eq(None::<String>),
+        outbox::sent_at_ms.eq(now_ms),
+        outbox::lease_until_ms.eq(None::<i64>),
+        outbox::last_error.eq(None::<String>),
+    ))
+    .execute(conn)?;
+    if n == ids.len() {
+        return Ok(Vec::new());
+    }
+    // Rare (a lease taken over): find which. The rows just marked are this worker's, sent,
+    // at `now_ms`; the others are not.
+    let marked: Vec<i64> = outbox::table
+        .select(outbox::id)
+        .filter(outbox::id.eq_any(ids))
+        .filter(outbox::leased_by.eq(worker))
+        .filter(outbox::status.eq(SENT))
+        .filter(outbox::sent_at_ms.eq(now_ms))
+        .load(conn)?;
+    Ok(ids
+        .iter()
+        .copied()
+        .filter(|id| !marked.contains(id))
+        .collect())
 }
 
 /// A transient failure: try again at `next_at_ms`.

@@ -1,6 +1,12 @@
 //! Writes each mail as one `.eml` file, atomically (a temporary file, then a rename), named so
 //! that a directory listing sorts by time: `<UTC time>-<outbox id>.eml`.
+//!
+//! Durable before it counts as sent: each file's data is synced before its rename, and the
+//! directory (which holds the renames) once per delivery round, in [`MailBackend::flush`],
+//! before the round's rows are marked sent. A crash in between leaves the rows pending, and
+//! the mail is written again under the same name.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use authd_settings::FileSettings;
@@ -40,7 +46,10 @@ impl MailBackend for FileBackend {
             let path = tokio::task::spawn_blocking(move || {
                 let tmp = dir.join(format!(".{name}.tmp"));
                 let path = dir.join(&name);
-                std::fs::write(&tmp, &body)?;
+                let mut file = std::fs::File::create(&tmp)?;
+                file.write_all(&body)?;
+                file.sync_data()?;
+                drop(file);
                 std::fs::rename(&tmp, &path)?;
                 Ok::<_, std::io::Error>(path)
             })
@@ -55,6 +64,22 @@ impl MailBackend for FileBackend {
             Ok(Delivered {
                 detail: format!("wrote {}", path.display()),
             })
+        }
+        .boxed()
+    }
+
+    fn flush(&self) -> BoxFuture<'_, Result<(), SendError>> {
+        let dir = self.dir.clone();
+        async move {
+            tokio::task::spawn_blocking(move || std::fs::File::open(&dir)?.sync_all())
+                .await
+                .map_err(|e| SendError::transient(FailureReason::Local, e.to_string()))?
+                .map_err(|e| {
+                    SendError::transient(
+                        FailureReason::Local,
+                        format!("cannot sync the mail directory: {e}"),
+                    )
+                })
         }
         .boxed()
     }

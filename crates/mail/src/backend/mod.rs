@@ -144,6 +144,13 @@ pub trait MailBackend: Send + Sync + std::fmt::Debug {
     /// The name used in metric labels and the outbox (`smtp`, `sendmail`, `file`).
     fn name(&self) -> &'static str;
     fn send<'a>(&'a self, mail: &'a Outgoing) -> BoxFuture<'a, Result<Delivered, SendError>>;
+    /// Makes the round's sends durable, where `send` alone does not (the file backend syncs
+    /// its directory once per round). Called after a round's sends and before its mails are
+    /// marked sent; an error turns that round's deliveries through this backend into
+    /// transient failures.
+    fn flush(&self) -> BoxFuture<'_, Result<(), SendError>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
