@@ -20,10 +20,10 @@ const MIGRATION_LOCK: i64 = i64::from_be_bytes([0, 0, 0, b'a', b'u', b't', b'h',
 /// whole cache whenever another connection committed since its last read, so under a write
 /// load a large reader cache buys nothing and only holds memory (8 readers x 16 MiB was most
 /// of a 343 MB peak); the operating system's file cache serves the re-reads.
-pub(crate) const READER_CACHE_KIB: u32 = 2048;
+pub(crate) const READER_CACHE_KIB: u32 = 1024;
 /// The page cache of the one SQLite writer, which no other connection of the process
 /// invalidates: the hot pages of the tables it writes stay in it.
-pub(crate) const WRITER_CACHE_KIB: u32 = 8192;
+pub(crate) const WRITER_CACHE_KIB: u32 = 4096;
 
 /// A connection to whichever database `database.url` names. Queries are written once against
 /// this type.

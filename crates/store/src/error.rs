@@ -28,13 +28,16 @@ pub enum StoreError {
     Panicked,
     #[error("the store's writer has stopped")]
     WriterGone,
+    /// No pooled connection came free within the connect timeout.
+    #[error("no database connection came free in time")]
+    Busy,
 }
 
 impl StoreError {
     /// The database is away (no connection could be had): the client may retry.
     pub fn is_unavailable(&self) -> bool {
         match self {
-            Self::Pool(_) => true,
+            Self::Pool(_) | Self::Busy => true,
             Self::Batch(inner) => inner.is_unavailable(),
             _ => false,
         }

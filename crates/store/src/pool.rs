@@ -1,15 +1,13 @@
 //! The connection pool and the bridge from async callers to synchronous Diesel.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use authd_settings::DatabaseUrl;
 use diesel::connection::SimpleConnection;
 use diesel::r2d2::{self, ManageConnection, Pool, PooledConnection};
-use tokio::sync::Semaphore;
 
 use crate::backend::{AnyConnection, Backend, READER_CACHE_KIB, WRITER_CACHE_KIB};
-use crate::writer::{Writers, MAX_BATCH};
+use crate::writer::{Readers, Writers, MAX_BATCH};
 use crate::StoreError;
 
 #[derive(Debug, Clone)]
@@ -107,10 +105,8 @@ pub struct PoolState {
 pub struct Store {
     /// Connections for [`Store::read`] and synchronous callers.
     pool: Pool<Manager>,
-    /// One permit per pooled connection: reads wait for a connection here, as tasks, rather
-    /// than as blocking-pool threads parked in the pool (a flood made ~130 such threads,
-    /// each with its own stack and malloc arena).
-    reads: Arc<Semaphore>,
+    /// The threads that run [`Store::read`] jobs, one per pooled connection.
+    readers: Readers,
     connect_timeout: Duration,
     backend: Backend,
     /// The group-committing writers behind [`Store::run`] (see `writer.rs`). On SQLite there
@@ -165,8 +161,8 @@ impl Store {
             .test_on_check_out(false)
             .build_unchecked(manager(WRITER_CACHE_KIB));
         Self {
+            readers: Readers::start(pool.clone(), opts.pool_max_size),
             pool,
-            reads: Arc::new(Semaphore::new(opts.pool_max_size as usize)),
             connect_timeout: opts.connect_timeout,
             backend,
             writers: Writers::start(writer_pool, writers, MAX_BATCH),
@@ -218,24 +214,7 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
     {
-        // Waiting longer than the connect timeout for a permit ends like waiting that long for
-        // a connection: the pool's own timeout error, at once (`get_timeout(0)` below).
-        let permit = tokio::time::timeout(self.connect_timeout, self.reads.clone().acquire_owned())
-            .await
-            .ok()
-            .and_then(Result::ok);
-        let pool = self.pool.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = match permit {
-                Some(_) => pool.get()?,
-                None => pool.get_timeout(Duration::ZERO)?,
-            };
-            let result = f(&mut conn);
-            drop(conn);
-            drop(permit);
-            result
-        })
-        .await?
+        self.readers.submit(f, self.connect_timeout).await
     }
 
     /// Connects, then applies pending migrations.

@@ -22,6 +22,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
+use std::time::Duration;
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::r2d2::{Pool, PooledConnection};
@@ -119,13 +120,90 @@ impl Writers {
         T: Send + 'static,
         F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
     {
+        submit(&self.queue, work).await
+    }
+}
+
+async fn submit<T, F>(
+    queue: &crossbeam_channel::Sender<Box<dyn Task>>,
+    work: F,
+) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
+{
+    let (reply, answer) = oneshot::channel();
+    let job: Box<dyn Task> = Box::new(Job {
+        work: Some(work),
+        outcome: None,
+        reply,
+    });
+    queue.send(job).map_err(|_| StoreError::WriterGone)?;
+    answer.await.map_err(|_| StoreError::WriterGone)?
+}
+
+/// The threads behind [`crate::Store::read`]: as many as the pool has connections, each
+/// running one job at a time on a pooled connection, outside any transaction. A fixed set of
+/// threads rather than the async runtimes' blocking pools, which grew to 64 threads (one per
+/// client connection, each with its stack and malloc arena) during a flood although at most
+/// `pool_max_size` of them could hold a connection.
+#[derive(Clone)]
+pub(crate) struct Readers {
+    queue: crossbeam_channel::Sender<Box<dyn Task>>,
+}
+
+impl Readers {
+    pub(crate) fn start(pool: Pool<Manager>, count: u32) -> Self {
+        let (queue, jobs) = crossbeam_channel::unbounded::<Box<dyn Task>>();
+        for i in 0..count.max(1) {
+            let jobs = jobs.clone();
+            let pool = pool.clone();
+            std::thread::Builder::new()
+                .name(format!("store-reader-{i}"))
+                .spawn(move || {
+                    while let Ok(mut job) = jobs.recv() {
+                        match pool.get() {
+                            Ok(mut conn) => {
+                                job.run(&mut conn);
+                            }
+                            Err(e) => job.fail(StoreError::Pool(e)),
+                        }
+                        job.answer(Ok(()));
+                    }
+                })
+                .expect("cannot start a store reader thread");
+        }
+        Self { queue }
+    }
+
+    /// Queues `work` and waits for its answer. A job that no thread started within
+    /// `start_within` (all busy, or no free connection) is answered [`StoreError::Busy`], like
+    /// a wait that long for a pooled connection; it still runs later, answering no one.
+    pub(crate) async fn submit<T, F>(
+        &self,
+        work: F,
+        start_within: Duration,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (start, started) = oneshot::channel::<()>();
         let (reply, answer) = oneshot::channel();
         let job: Box<dyn Task> = Box::new(Job {
-            work: Some(work),
+            work: Some(move |c: &mut AnyConnection| {
+                let _ = start.send(());
+                work(c)
+            }),
             outcome: None,
             reply,
         });
         self.queue.send(job).map_err(|_| StoreError::WriterGone)?;
+        // An error here means the job ended without running (no connection): its answer says
+        // why.
+        if tokio::time::timeout(start_within, started).await.is_err() {
+            return Err(StoreError::Busy);
+        }
         answer.await.map_err(|_| StoreError::WriterGone)?
     }
 }
