@@ -316,7 +316,11 @@ async fn two_factor_backoff_state_survives_a_restart(db: Db) {
             .await,
         "TOO_MANY_TOTP_CHECKS",
     );
-    assert_agrees(next, after);
+    // Here next-guess was read first: the 429 just after it may be a second lower.
+    assert!(
+        after <= next && next - after <= 1,
+        "retryAfter {after} read after next-guess {next}"
+    );
 
     assert_eq!(
         duration_of(
