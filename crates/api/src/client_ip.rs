@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 
 use actix_web::HttpRequest;
-use authd_ratelimit::{IpBudget, IpGroup};
+use authd_ratelimit::IpGroup;
 pub use authd_settings::ClientIpHeader;
 
 use crate::ErrorCode;
@@ -136,7 +136,9 @@ impl actix_web::FromRequest for ClientIp {
 }
 
 /// Takes one request from the client's budget for a group of unauthenticated routes:
-/// 429 `TOO_MANY_REQUESTS` when it is spent.
+/// 429 `TOO_MANY_REQUESTS` when it is spent. Answered from the RateLimiter's memory on this
+/// thread (see `authd_ratelimit::Gate`); kept `async` so that every check of a handler reads
+/// the same.
 pub async fn ip_budget(
     state: &AppState,
     req: &HttpRequest,
@@ -144,7 +146,7 @@ pub async fn ip_budget(
 ) -> Result<(), ApiError> {
     let ip = client_ip(state, req);
     crate::error::limited(
-        state.limiter.send(IpBudget { group, ip }).await,
+        Ok(state.gate.ip_budget(group, ip)),
         ErrorCode::TooManyRequests,
     )
 }

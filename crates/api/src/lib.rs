@@ -40,6 +40,8 @@ pub struct AppState {
     pub environment: authd_settings::Environment,
     pub readiness_timeout: Duration,
     pub limiter: actix::Addr<authd_ratelimit::RateLimiter>,
+    /// What the RateLimiter answers from memory, asked on the handler's own thread.
+    pub gate: authd_ratelimit::Gate,
     pub otp: actix::Addr<authd_otp::OtpIssuer>,
     pub mailer: actix::Addr<authd_mail::Mailer>,
     pub forbidden: authd_mail::ForbiddenDomains,

@@ -22,6 +22,8 @@ pub async fn with_permit<T>(
     key: String,
     work: impl Future<Output = Result<T, ApiError>>,
 ) -> Result<T, ApiError> {
+    // A key just refused is answered from memory, without a message to the RateLimiter.
+    limited(Ok(state.gate.refused(limit, &key)), code)?;
     let permit = limited(state.limiter.send(Acquire { limit, key }).await, code)?;
     let result = work.await;
     if result.is_err() {

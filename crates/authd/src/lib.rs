@@ -83,6 +83,7 @@ impl Application {
             environment: environment.clone(),
             readiness_timeout: Duration::from_millis(settings.http.readiness_timeout_ms),
             limiter: actors.limiter,
+            gate: actors.gate,
             otp: actors.otp,
             mailer: actors.mailer,
             forbidden: authd_mail::ForbiddenDomains::new(
@@ -367,6 +368,7 @@ fn ms(d: Duration) -> i64 {
 
 struct Actors {
     limiter: actix::Addr<authd_ratelimit::RateLimiter>,
+    gate: authd_ratelimit::Gate,
     otp: actix::Addr<authd_otp::OtpIssuer>,
     mailer: actix::Addr<authd_mail::Mailer>,
 }
@@ -435,8 +437,9 @@ fn start_actors(
         ip,
         limits.denied_cache_size,
         clock.clone(),
-    )
-    .start();
+    );
+    let gate = limiter.gate();
+    let limiter = limiter.start();
     spawn_heartbeat(settings, store.clone(), limiter.clone(), clock.clone());
     let otp = authd_otp::OtpIssuer::new(
         store.clone(),
@@ -449,6 +452,7 @@ fn start_actors(
     .start();
     Ok(Actors {
         limiter,
+        gate,
         otp,
         mailer,
     })

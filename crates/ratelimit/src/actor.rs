@@ -1,13 +1,14 @@
 //! The RateLimiter actor and its messages: each handler asks one mechanism (windows,
 //! backoffs, per-IP budgets) and the database.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix::prelude::*;
 use authd_store::{backoffs as stored_backoffs, limits, Store, StoreError};
 use authd_telemetry::names;
 
 use crate::backoffs::{Admitted, Backoff, BackoffPolicies, Backoffs, GuessKeys, Guesser};
+use crate::gate::Gate;
 use crate::ip_budgets::{IpBudgets, IpGroup};
 use crate::windows::{Limit, Permit, WindowPolicies, Windows};
 use crate::{millis, wait_until, KeyHasher, LimitError};
@@ -15,19 +16,19 @@ use authd_domain::Clock;
 
 pub struct RateLimiter {
     store: Store,
-    hasher: KeyHasher,
-    windows: Windows,
+    /// The per-IP budgets and the window refusals, shared with the handlers (see `gate.rs`).
+    gate: Gate,
+    policies: WindowPolicies,
     backoffs: Backoffs,
-    ip: IpBudgets,
     clock: Clock,
 }
 
 impl std::fmt::Debug for RateLimiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RateLimiter")
-            .field("policies", &self.windows.policies)
+            .field("policies", &self.policies)
             .field("backoffs", &self.backoffs.policies)
-            .field("denied", &self.windows.cached())
+            .field("gate", &self.gate)
             .finish()
     }
 }
@@ -45,13 +46,22 @@ impl RateLimiter {
         clock: Clock,
     ) -> Self {
         Self {
+            gate: Gate::new(
+                KeyHasher(key.to_vec()),
+                clock.clone(),
+                ip,
+                Windows::new(denied_cap),
+            ),
             clock,
             store,
-            hasher: KeyHasher(key.to_vec()),
-            windows: Windows::new(windows, denied_cap),
+            policies: windows,
             backoffs: Backoffs::new(backoffs, denied_cap),
-            ip,
         }
+    }
+
+    /// The handle through which request handlers ask what memory alone can answer.
+    pub fn gate(&self) -> Gate {
+        self.gate.clone()
     }
 }
 
@@ -74,7 +84,7 @@ impl Actor for RateLimiter {
 }
 
 /// Counts a refusal under its metric label and answers with the wait.
-fn denied(label: &'static str, until_ms: i64, now: i64) -> LimitError {
+pub(crate) fn denied(label: &'static str, until_ms: i64, now: i64) -> LimitError {
     metrics::counter!(names::THROTTLE_HITS_TOTAL, "limit" => label).increment(1);
     LimitError::Denied(Duration::from_millis(
         u64::try_from(until_ms - now).unwrap_or(0),
@@ -94,12 +104,13 @@ impl Handler<Acquire> for RateLimiter {
 
     fn handle(&mut self, msg: Acquire, _: &mut Self::Context) -> Self::Result {
         let limit = msg.limit;
-        let key_hash = self.hasher.hash(limit.as_str(), &msg.key);
+        let key_hash = self.gate.hash(limit.as_str(), &msg.key);
         let now = self.clock.now_ms();
-        if let Some(until) = self.windows.refused_until(limit, &key_hash, now) {
+        let refused = self.gate.windows().refused_until(limit, &key_hash, now);
+        if let Some(until) = refused {
             return Box::pin(fut::ready(Err(denied(limit.as_str(), until, now))));
         }
-        let policy = self.windows.policies.get(limit);
+        let policy = self.policies.get(limit);
         let store = self.store.clone();
         let hash = key_hash.clone();
         let max = i32::try_from(policy.max).unwrap_or(i32::MAX);
@@ -124,7 +135,8 @@ impl Handler<Acquire> for RateLimiter {
                     // clamp keeps that true across replicas whose clocks differ a little.
                     let answered = act.clock.now_ms();
                     let until_ms = until_ms.min(answered + window);
-                    act.windows
+                    act.gate
+                        .windows()
                         .remember_denied(limit, key_hash, until_ms, answered);
                     Err(denied(limit.as_str(), until_ms, answered))
                 }
@@ -143,7 +155,7 @@ impl Handler<GiveBack> for RateLimiter {
 
     fn handle(&mut self, msg: GiveBack, _: &mut Self::Context) -> Self::Result {
         let p = msg.0;
-        self.windows.forget(p.limit, &p.key_hash);
+        self.gate.windows().forget(p.limit, &p.key_hash);
         let store = self.store.clone();
         Box::pin(async move {
             store
@@ -169,8 +181,8 @@ impl Handler<NextTake> for RateLimiter {
 
     fn handle(&mut self, msg: NextTake, _: &mut Self::Context) -> Self::Result {
         let (limit, now) = (msg.limit, self.clock.now_ms());
-        let key_hash = self.hasher.hash(limit.as_str(), &msg.key);
-        let policy = self.windows.policies.get(limit);
+        let key_hash = self.gate.hash(limit.as_str(), &msg.key);
+        let policy = self.policies.get(limit);
         let store = self.store.clone();
         Box::pin(async move {
             let max = i32::try_from(policy.max).unwrap_or(i32::MAX);
@@ -198,7 +210,7 @@ impl Handler<BeginAttempt> for RateLimiter {
 
     fn handle(&mut self, msg: BeginAttempt, _: &mut Self::Context) -> Self::Result {
         let (backoff, now) = (msg.0.backoff, self.clock.now_ms());
-        let keys = GuessKeys::of(&self.hasher, &msg.0);
+        let keys = GuessKeys::of(self.gate.hasher(), &msg.0);
         // Refused from memory while a wait this process knows of runs.
         // The longer wait is the one reported: the attempt cannot succeed before it ends.
         let account = self.backoffs.known_block(&keys.account, now);
@@ -299,7 +311,7 @@ impl Handler<NextAttempt> for RateLimiter {
 
     fn handle(&mut self, msg: NextAttempt, _: &mut Self::Context) -> Self::Result {
         let now = self.clock.now_ms();
-        let keys = GuessKeys::of(&self.hasher, &msg.0);
+        let keys = GuessKeys::of(self.gate.hasher(), &msg.0);
         let store = self.store.clone();
         Box::pin(async move {
             let until = store
@@ -320,7 +332,7 @@ impl Handler<Success> for RateLimiter {
     type Result = ResponseActFuture<Self, Result<(), StoreError>>;
 
     fn handle(&mut self, msg: Success, _: &mut Self::Context) -> Self::Result {
-        let keys = GuessKeys::of(&self.hasher, &msg.0);
+        let keys = GuessKeys::of(self.gate.hasher(), &msg.0);
         // Before and after the clear commits: a read that overlapped it is not cached.
         self.backoffs.success_begins(&keys);
         let store = self.store.clone();
@@ -339,28 +351,6 @@ impl Handler<Success> for RateLimiter {
     }
 }
 
-/// Takes one request from a client IP's budget for a group of routes.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<(), LimitError>")]
-pub struct IpBudget {
-    pub group: IpGroup,
-    pub ip: std::net::IpAddr,
-}
-
-impl Handler<IpBudget> for RateLimiter {
-    type Result = Result<(), LimitError>;
-
-    fn handle(&mut self, msg: IpBudget, _: &mut Self::Context) -> Self::Result {
-        self.ip
-            .take(msg.group, msg.ip, Instant::now())
-            .map_err(|wait| {
-                metrics::counter!(names::THROTTLE_HITS_TOTAL, "limit" => msg.group.as_str())
-                    .increment(1);
-                LimitError::Denied(wait)
-            })
-    }
-}
-
 /// The number of live replicas changed (from the heartbeat task).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -370,6 +360,6 @@ impl Handler<SetReplicas> for RateLimiter {
     type Result = ();
 
     fn handle(&mut self, msg: SetReplicas, _: &mut Self::Context) {
-        self.ip.set_replicas(msg.0);
+        self.gate.ip().set_replicas(msg.0);
     }
 }

@@ -8,15 +8,16 @@ use sha2::Sha256;
 
 mod actor;
 mod backoffs;
+mod gate;
 mod ip_budgets;
 mod network;
 mod windows;
 
 pub use actor::{
-    Acquire, BeginAttempt, GiveBack, IpBudget, NextAttempt, NextTake, RateLimiter, SetReplicas,
-    Success,
+    Acquire, BeginAttempt, GiveBack, NextAttempt, NextTake, RateLimiter, SetReplicas, Success,
 };
 pub use backoffs::{Admitted, Backoff, BackoffPolicies, BackoffPolicy, Guesser};
+pub use gate::Gate;
 pub use ip_budgets::{BucketPolicies, BucketPolicy, IpBudgets, IpGroup};
 pub use network::Network;
 pub use windows::{Limit, Permit, Policy, WindowPolicies};
@@ -31,10 +32,10 @@ pub enum LimitError {
 
 /// Keyed hashes of limit keys, so neither the database nor memory holds raw addresses.
 #[derive(Clone)]
-struct KeyHasher(Vec<u8>);
+pub(crate) struct KeyHasher(pub(crate) Vec<u8>);
 
 impl KeyHasher {
-    fn hash(&self, name: &str, key: &str) -> String {
+    pub(crate) fn hash(&self, name: &str, key: &str) -> String {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
             .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
         mac.update(name.as_bytes());

@@ -62,20 +62,18 @@ pub struct Permit {
     pub(crate) window_start_ms: i64,
 }
 
-/// The window policies and the keys this process has just refused, so a flood against one
-/// key is answered from memory until its window ends.
+/// The keys this process has just refused, so a flood against one key is answered from
+/// memory until its window ends.
 #[derive(Debug)]
 pub(crate) struct Windows {
-    pub(crate) policies: WindowPolicies,
     /// (limit, key hash) → refused until (ms since the epoch).
     denied: HashMap<(Limit, String), i64>,
     cap: usize,
 }
 
 impl Windows {
-    pub(crate) fn new(policies: WindowPolicies, cap: usize) -> Self {
+    pub(crate) fn new(cap: usize) -> Self {
         Self {
-            policies,
             denied: HashMap::new(),
             cap,
         }
@@ -139,7 +137,7 @@ mod tests {
 
     #[test]
     fn a_refusal_is_remembered_until_it_ends_or_the_unit_is_given_back() {
-        let mut w = Windows::new(policies(), 10);
+        let mut w = Windows::new(10);
         w.remember_denied(Limit::ResetMail, "a".into(), 1_000, 0);
         assert_eq!(w.refused_until(Limit::ResetMail, "a", 999), Some(1_000));
         assert_eq!(w.refused_until(Limit::OtpMail, "a", 999), None, "per limit");
@@ -153,7 +151,7 @@ mod tests {
 
     #[test]
     fn the_refusal_cache_never_holds_more_than_its_cap_and_sweeps_ended_refusals() {
-        let mut w = Windows::new(policies(), 3);
+        let mut w = Windows::new(3);
         for i in 0..3 {
             w.remember_denied(Limit::OtpMail, format!("k{i}"), 100, 0);
         }
