@@ -41,11 +41,11 @@ pub async fn render(
 pub async fn commit<T, F>(
     state: &AppState,
     notices: Vec<Option<PreparedMail>>,
-    change: F,
+    mut change: F,
 ) -> Result<T, StoreError>
 where
     T: Send + 'static,
-    F: FnOnce(&mut AnyConnection, i64) -> Result<(T, Option<usize>), StoreError> + Send + 'static,
+    F: FnMut(&mut AnyConnection, i64) -> Result<(T, Option<usize>), StoreError> + Send + 'static,
 {
     let clock = state.clock.clone();
     let (value, queued) = state
