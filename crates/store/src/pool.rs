@@ -213,7 +213,9 @@ impl Store {
     }
 
     /// Like [`Store::run`], for work that only reads: it does not queue behind writers
-    /// (SQLite in WAL mode lets readers run beside the writer).
+    /// (SQLite in WAL mode lets readers run beside the writer). Answered
+    /// [`StoreError::Busy`] when no reader thread starts it within the connect timeout (it
+    /// then never runs) or at once when the readers' queue is full; it runs exactly once.
     pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,

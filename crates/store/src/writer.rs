@@ -75,6 +75,8 @@ pub(crate) trait Task: Send {
     fn failed(&self) -> bool;
     /// The last run failed with a deadlock or a serialization failure.
     fn conflicted(&self) -> bool;
+    /// No one waits for the answer any more (the caller went away).
+    fn abandoned(&self) -> bool;
     /// Answers the caller: with the job's own outcome when the batch committed, else with
     /// `batch`'s error (a job that failed on its own keeps its own error).
     fn answer(self: Box<Self>, batch: Result<(), &Arc<StoreError>>);
@@ -127,6 +129,10 @@ where
 
     fn conflicted(&self) -> bool {
         matches!(&self.outcome, Some(Err(e)) if e.is_conflict())
+    }
+
+    fn abandoned(&self) -> bool {
+        self.reply.is_closed()
     }
 
     fn answer(self: Box<Self>, batch: Result<(), &Arc<StoreError>>) {
@@ -211,14 +217,28 @@ where
 /// threads rather than the async runtimes' blocking pools, which grew to 64 threads (one per
 /// client connection, each with its stack and malloc arena) during a flood although at most
 /// `pool_max_size` of them could hold a connection.
+///
+/// Under overload the queue is bounded ([`READ_QUEUE_PER_READER`] jobs per thread; a job that
+/// finds it full is answered [`StoreError::Busy`] at once), and a job whose caller stopped
+/// waiting (answered `Busy` because no thread started it in time, or a dropped request) is
+/// skipped, not run for no one.
 #[derive(Clone)]
 pub(crate) struct Readers {
     queue: crossbeam_channel::Sender<Box<dyn Task>>,
 }
 
+/// Read jobs queued per reader thread at most. Each waits for at most the connect timeout
+/// anyway; a longer queue would only hold jobs that will be answered `Busy` after waiting.
+pub(crate) const READ_QUEUE_PER_READER: usize = 64;
+
 impl Readers {
     pub(crate) fn start(pool: Pool<Manager>, count: u32) -> Self {
-        let (queue, jobs) = crossbeam_channel::unbounded::<Box<dyn Task>>();
+        let count = count.max(1);
+        Self::start_with_queue(pool, count, READ_QUEUE_PER_READER * count as usize)
+    }
+
+    pub(crate) fn start_with_queue(pool: Pool<Manager>, count: u32, queue_len: usize) -> Self {
+        let (queue, jobs) = crossbeam_channel::bounded::<Box<dyn Task>>(queue_len.max(1));
         for i in 0..count.max(1) {
             let jobs = jobs.clone();
             let pool = pool.clone();
@@ -226,6 +246,10 @@ impl Readers {
                 .name(format!("store-reader-{i}"))
                 .spawn(move || {
                     while let Ok(mut job) = jobs.recv() {
+                        // The caller gave up (or went away): dropping the job answers no one.
+                        if job.abandoned() {
+                            continue;
+                        }
                         match pool.get() {
                             Ok(mut conn) => {
                                 job.run(&mut conn);
@@ -242,7 +266,8 @@ impl Readers {
 
     /// Queues `work` and waits for its answer. A job that no thread started within
     /// `start_within` (all busy, or no free connection) is answered [`StoreError::Busy`], like
-    /// a wait that long for a pooled connection; it still runs later, answering no one.
+    /// a wait that long for a pooled connection, and does not run any more; so is one that
+    /// finds the queue full, at once.
     pub(crate) async fn submit<T, F>(
         &self,
         work: F,
@@ -259,12 +284,16 @@ impl Readers {
         let job: Box<dyn Task> = Box::new(Job::new(
             move |c: &mut AnyConnection| {
                 let (start, work) = once.take().ok_or(StoreError::Panicked)?;
-                let _ = start.send(());
+                // The caller stopped waiting since the thread looked: do not run.
+                start.send(()).map_err(|()| StoreError::Busy)?;
                 work(c)
             },
             reply,
         ));
-        self.queue.send(job).map_err(|_| StoreError::WriterGone)?;
+        self.queue.try_send(job).map_err(|e| match e {
+            crossbeam_channel::TrySendError::Full(_) => StoreError::Busy,
+            crossbeam_channel::TrySendError::Disconnected(_) => StoreError::WriterGone,
+        })?;
         // An error here means the job ended without running (no connection): its answer says
         // why.
         if tokio::time::timeout(start_within, started).await.is_err() {

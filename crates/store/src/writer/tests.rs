@@ -444,3 +444,106 @@ fn a_commit_failed_by_a_conflict_runs_its_jobs_again() {
     assert!(!runs_again(&*ok, Err(&conflict)));
     assert!(!runs_again(&*conflicted, Ok(())));
 }
+
+// ---------------------------------------------------------------------------------------
+// Readers under overload.
+
+/// Readers on `db` with `queue_len` places, whose one thread is held by a job until the
+/// returned sender is used.
+async fn held_reader(
+    db: &Scratch,
+    queue_len: usize,
+) -> (
+    Readers,
+    std::sync::mpsc::Sender<()>,
+    tokio::task::JoinHandle<Result<(), StoreError>>,
+) {
+    let pool = Pool::builder()
+        .max_size(1)
+        .build_unchecked(Manager::sqlite(&db.path, Duration::from_secs(5)));
+    let readers = Readers::start_with_queue(pool, 1, queue_len);
+    let (open, gate) = std::sync::mpsc::channel::<()>();
+    let (held_tx, held) = std::sync::mpsc::channel::<()>();
+    let busy = tokio::spawn({
+        let r = readers.clone();
+        async move {
+            r.submit(
+                move |_| {
+                    held_tx.send(()).ok();
+                    gate.recv().ok();
+                    Ok(())
+                },
+                Duration::from_secs(30),
+            )
+            .await
+        }
+    });
+    while held.try_recv().is_err() {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    (readers, open, busy)
+}
+
+#[tokio::test]
+async fn a_read_answered_busy_because_no_reader_started_it_never_runs() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let db = Scratch::new();
+    let (readers, open, busy) = held_reader(&db, 64).await;
+    let ran = Arc::new(AtomicUsize::new(0));
+    let late: Vec<_> = (0..5)
+        .map(|_| {
+            let r = readers.clone();
+            let ran = ran.clone();
+            tokio::spawn(async move {
+                r.submit(
+                    move |_| {
+                        ran.fetch_add(1, Ordering::SeqCst);
+                        Ok(())
+                    },
+                    Duration::from_millis(20),
+                )
+                .await
+            })
+        })
+        .collect();
+    for l in late {
+        assert!(matches!(l.await.unwrap(), Err(StoreError::Busy)));
+    }
+    open.send(()).unwrap();
+    busy.await.unwrap().unwrap();
+    // Queued behind the abandoned jobs on the one thread: when it ran, they were passed.
+    let after = ran.clone();
+    let seen = readers
+        .submit(
+            move |_| Ok(after.load(Ordering::SeqCst)),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    assert_eq!(seen, 0);
+    assert_eq!(counted(&ran), 0);
+}
+
+#[tokio::test]
+async fn a_read_that_finds_the_queue_full_is_answered_busy_at_once() {
+    let db = Scratch::new();
+    let (readers, open, busy) = held_reader(&db, 2).await;
+    let queued: Vec<_> = (0..2i64)
+        .map(|i| {
+            let r = readers.clone();
+            tokio::spawn(async move { r.submit(move |_| Ok(i), Duration::from_secs(30)).await })
+        })
+        .collect();
+    while readers.queue.len() < 2 {
+        tokio::task::yield_now().await;
+    }
+    let asked = std::time::Instant::now();
+    let refused = readers.submit(|_| Ok(()), Duration::from_secs(30)).await;
+    assert!(matches!(refused, Err(StoreError::Busy)), "{refused:?}");
+    assert!(asked.elapsed() < Duration::from_secs(5));
+    open.send(()).unwrap();
+    busy.await.unwrap().unwrap();
+    for (i, q) in queued.into_iter().enumerate() {
+        assert_eq!(q.await.unwrap().unwrap(), i as i64);
+    }
+}
