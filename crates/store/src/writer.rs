@@ -28,7 +28,10 @@
 //! the other transaction would still wait for them and the retry would deadlock again. The
 //! jobs set aside run again at the head of the writer's next batch (alone when nothing else
 //! is queued), that is after their own batch committed and released its locks, and before
-//! anything queued since: no extra commit, and they wait behind no other job. A job runs at
+//! anything queued since. Rather than a transaction of their own first: they share the next
+//! commit with whatever is queued instead of adding one, and since they run first they still
+//! hold no lock of another job when they run (only those of the retried jobs before them).
+//! A job runs at
 //! most [`MAX_RUNS`] times; after that it is answered with its error. A batch whose COMMIT
 //! fails with one of those two errors has its jobs run again the same way (all but those that
 //! failed on their own). Every retry is logged (a warning with the number of jobs, nothing
