@@ -1,6 +1,8 @@
 //! The store's concurrency-critical statements, straight against each real database.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use authd_store::{backoffs, housekeeping, limits, AnyConnection, Backend, Store, StoreError};
@@ -20,6 +22,7 @@ both_dbs!(
     housekeeping_removes_only_what_can_no_longer_matter,
     housekeeping_forgets_guessing_streaks_a_day_after_their_last_failure,
     an_attempt_the_account_refuses_is_not_counted_against_the_network,
+    a_job_failing_with_an_ordinary_error_runs_once,
 );
 
 fn key(limit: &'static str, hash: &'static str) -> backoffs::Key<'static> {
@@ -444,4 +447,174 @@ async fn a_job_that_swallows_a_failed_statement_does_not_spoil_its_batch(db: Db)
         Backend::Sqlite => assert!(results[1].is_ok()),
     }
     assert_eq!(probed(&store).await, vec![0, 10, 12]);
+}
+
+async fn a_job_failing_with_an_ordinary_error_runs_once(db: Db) {
+    let (_app, store) = one_writer_store(db).await;
+    probe_table(&store).await;
+    store.run(|c| insert(c, 1)).await.unwrap();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let r = runs.clone();
+    let duplicate = store
+        .run(move |c| {
+            r.fetch_add(1, Ordering::SeqCst);
+            insert(c, 1)
+        })
+        .await;
+    assert!(
+        matches!(duplicate, Err(StoreError::Duplicate)),
+        "{duplicate:?}"
+    );
+    let r = runs.clone();
+    let refused = store
+        .run(move |c| -> Result<(), StoreError> {
+            r.fetch_add(1, Ordering::SeqCst);
+            insert(c, 2)?;
+            Err(StoreError::NotFound)
+        })
+        .await;
+    assert!(matches!(refused, Err(StoreError::NotFound)), "{refused:?}");
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    assert_eq!(probed(&store).await, vec![1]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Deadlocks between writers (PostgreSQL only: SQLite has one writer per file at a time).
+
+/// Holds `store`'s (one) writer with a job until the returned sender is used, so that the
+/// jobs queued meanwhile make one batch.
+async fn hold_writer(
+    store: &Store,
+) -> (
+    std::sync::mpsc::Sender<()>,
+    actix_rt::task::JoinHandle<Result<(), StoreError>>,
+) {
+    let (open, gate) = std::sync::mpsc::channel::<()>();
+    let (held_tx, held) = std::sync::mpsc::channel::<()>();
+    let busy = actix_rt::spawn({
+        let store = store.clone();
+        async move {
+            store
+                .run(move |_| {
+                    held_tx.send(()).ok();
+                    gate.recv().ok();
+                    Ok(())
+                })
+                .await
+        }
+    });
+    while held.try_recv().is_err() {
+        actix_rt::time::sleep(Duration::from_millis(1)).await;
+    }
+    (open, busy)
+}
+
+/// A rendezvous of two writer threads (with a time limit, so a broken test fails instead of
+/// hanging).
+#[derive(Default)]
+struct Meeting {
+    arrived: Mutex<usize>,
+    all_here: Condvar,
+}
+
+impl Meeting {
+    fn arrive(&self) {
+        let mut n = self.arrived.lock().unwrap();
+        *n += 1;
+        self.all_here.notify_all();
+        let (n, waited) = self
+            .all_here
+            .wait_timeout_while(n, Duration::from_secs(20), |n| *n < 2)
+            .unwrap();
+        assert!(!waited.timed_out(), "the other writer never came ({})", *n);
+    }
+}
+
+fn bump(c: &mut AnyConnection, id: i64) -> Result<(), StoreError> {
+    diesel::sql_query(format!("UPDATE hot SET n = n + 1 WHERE id = {id}")).execute(c)?;
+    Ok(())
+}
+
+/// Two writers (as two replicas have) each commit a batch of two jobs: the first job locks
+/// one hot row and waits until the other writer's first job locked the other; the second job
+/// updates the other row. The lock cycle is certain and PostgreSQL aborts one second job with
+/// a deadlock. That job is set aside (retrying it in the same transaction would wait again
+/// for the other writer, which waits for the row its first job holds), its batch commits,
+/// and it runs again afterwards: every job is answered Ok and applied exactly once.
+#[actix_web::test]
+async fn deadlocked_jobs_of_two_writers_run_again_and_are_applied_once() {
+    let app = TestApp::spawn(Db::Postgres).await;
+    app.store()
+        .run(|c| {
+            // Deadlocks are detected after deadlock_timeout (1 s by default); new sessions on
+            // this test's database wait less.
+            c.batch_execute(
+                "CREATE TABLE hot (id BIGINT PRIMARY KEY, n BIGINT NOT NULL); \
+                 INSERT INTO hot (id, n) VALUES (1, 0), (2, 0); \
+                 DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET deadlock_timeout = %L', \
+                   current_database(), '100ms'); END $$",
+            )?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    // Two stores of one writer each, their connections opened from here on.
+    let stores = [
+        app.store_with(|o| o.writers = 1),
+        app.store_with(|o| o.writers = 1),
+    ];
+    let runs = Arc::new(AtomicUsize::new(0));
+    const ROUNDS: usize = 3;
+    for _ in 0..ROUNDS {
+        let meeting = Arc::new(Meeting::default());
+        let mut gates = Vec::new();
+        let mut jobs = Vec::new();
+        for (store, (first, second)) in stores.iter().zip([(1, 2), (2, 1)]) {
+            gates.push(hold_writer(store).await);
+            let (runs1, runs2, meeting) = (runs.clone(), runs.clone(), meeting.clone());
+            let s = store.clone();
+            jobs.push(actix_rt::spawn(async move {
+                s.run(move |c| {
+                    runs1.fetch_add(1, Ordering::SeqCst);
+                    bump(c, first)?;
+                    meeting.arrive();
+                    Ok(())
+                })
+                .await
+            }));
+            let s = store.clone();
+            jobs.push(actix_rt::spawn(async move {
+                s.run(move |c| {
+                    runs2.fetch_add(1, Ordering::SeqCst);
+                    bump(c, second)
+                })
+                .await
+            }));
+            while store.queued_writes() < 2 {
+                actix_rt::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        for (open, _) in &gates {
+            open.send(()).unwrap();
+        }
+        for (_, busy) in gates {
+            busy.await.unwrap().unwrap();
+        }
+        for job in jobs {
+            job.await.unwrap().unwrap();
+        }
+    }
+    // Four jobs a round, and one of them ran twice: the deadlock happened and was retried.
+    assert_eq!(runs.load(Ordering::SeqCst), ROUNDS * 5);
+    let counts = stores[0]
+        .read(|c| {
+            Ok(diesel::sql_query("SELECT n FROM hot ORDER BY id")
+                .load::<N>(c)?
+                .into_iter()
+                .map(|r| r.n)
+                .collect::<Vec<_>>())
+        })
+        .await
+        .unwrap();
+    assert_eq!(counts, vec![2 * ROUNDS as i64, 2 * ROUNDS as i64]);
 }

@@ -576,7 +576,7 @@ impl TestApp {
         self.store()
             .run(move |c| {
                 Ok(diesel::RunQueryDsl::execute(
-                    diesel::sql_query(statement),
+                    diesel::sql_query(statement.as_str()),
                     c,
                 )?)
             })
@@ -615,7 +615,12 @@ impl TestApp {
         let query = query.to_owned();
         let rows: Vec<Row> = self
             .store()
-            .run(move |c| Ok(diesel::RunQueryDsl::load(diesel::sql_query(query), c)?))
+            .run(move |c| {
+                Ok(diesel::RunQueryDsl::load(
+                    diesel::sql_query(query.as_str()),
+                    c,
+                )?)
+            })
             .await
             .expect("SQL query runs");
         rows.into_iter().map(|r| r.value).collect()

@@ -3,7 +3,7 @@
 //! notice commit together.
 
 use authd_mail::{Mail, Origin, PreparedMail, Render};
-use authd_store::{AnyConnection, Connection, StoreError};
+use authd_store::{AnyConnection, StoreError};
 
 use crate::{ApiError, AppState};
 
@@ -41,25 +41,25 @@ pub async fn render(
 pub async fn commit<T, F>(
     state: &AppState,
     notices: Vec<Option<PreparedMail>>,
-    change: F,
+    mut change: F,
 ) -> Result<T, StoreError>
 where
     T: Send + 'static,
-    F: FnOnce(&mut AnyConnection, i64) -> Result<(T, Option<usize>), StoreError> + Send + 'static,
+    F: FnMut(&mut AnyConnection, i64) -> Result<(T, Option<usize>), StoreError> + Send + 'static,
 {
     let clock = state.clock.clone();
     let (value, queued) = state
         .store
+        // The job's savepoint makes the change and its notice all-or-nothing: no inner
+        // transaction needed.
         .run(move |c| {
-            c.transaction(|c| {
-                let now = clock.now_ms();
-                let (value, which) = change(c, now)?;
-                let notice = which.and_then(|i| notices.get(i)).and_then(Option::as_ref);
-                if let Some(mail) = notice {
-                    authd_store::outbox::enqueue(c, &mail.as_new_mail(now))?;
-                }
-                Ok((value, notice.is_some()))
-            })
+            let now = clock.now_ms();
+            let (value, which) = change(c, now)?;
+            let notice = which.and_then(|i| notices.get(i)).and_then(Option::as_ref);
+            if let Some(mail) = notice {
+                authd_store::outbox::enqueue(c, &mail.as_new_mail(now))?;
+            }
+            Ok((value, notice.is_some()))
         })
         .await?;
     if queued {

@@ -230,18 +230,20 @@ impl Handler<BeginAttempt> for RateLimiter {
         let seen = self.backoffs.seen();
         Box::pin(
             async move {
-                let (keys, outcome) = store
+                // The job may run more than once (a deadlock between writers): it keeps its
+                // own copy of the keys.
+                let for_job = keys.clone();
+                let outcome = store
                     .run(move |c| {
-                        let [network, account] = keys.both();
-                        let outcome = stored_backoffs::attempt(
+                        let [network, account] = for_job.both();
+                        stored_backoffs::attempt(
                             c,
                             network,
                             account,
                             now,
                             |f| policy.wait_ms(f),
                             |f| ceiling.wait_ms(f),
-                        )?;
-                        Ok((keys, outcome))
+                        )
                     })
                     .await?;
                 Ok((keys, outcome))

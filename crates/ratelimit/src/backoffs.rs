@@ -129,6 +129,7 @@ pub struct Admitted {
 pub(crate) type BlockKey = (&'static str, String);
 
 /// The hashed database keys of a guesser: its network's and its account's.
+#[derive(Clone)]
 pub(crate) struct GuessKeys {
     pub(crate) network: BlockKey,
     pub(crate) account: BlockKey,

@@ -42,6 +42,31 @@ impl StoreError {
             _ => false,
         }
     }
+
+    /// PostgreSQL aborted a statement because it conflicted with another transaction: a
+    /// deadlock (SQLSTATE 40P01) or a serialization failure (40001). The work itself was
+    /// fine; run again in a later transaction it can succeed. See `writer.rs`.
+    pub fn is_conflict(&self) -> bool {
+        match self {
+            Self::Query(e) => is_conflict(e),
+            Self::Batch(inner) => inner.is_conflict(),
+            _ => false,
+        }
+    }
+}
+
+/// Diesel maps SQLSTATE 40001 to `SerializationFailure`, but has no kind for 40P01 and does
+/// not expose the SQLSTATE (`DatabaseErrorInformation` has no code): a deadlock arrives as
+/// `Unknown`, and is recognised by PostgreSQL's message, "deadlock detected". That text is
+/// translated when the server's `lc_messages` is not English; a deadlock is then not
+/// recognised and its job answered with the error, as before.
+pub(crate) fn is_conflict(e: &DieselError) -> bool {
+    match e {
+        DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
+        DieselError::DatabaseError(_, info) => info.message().starts_with("deadlock detected"),
+        DieselError::RollbackErrorOnCommit { commit_error, .. } => is_conflict(commit_error),
+        _ => false,
+    }
 }
 
 impl From<DieselError> for StoreError {

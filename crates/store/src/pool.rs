@@ -193,11 +193,16 @@ impl Store {
     /// all-or-nothing, and the answer comes after they committed. Every write issued while
     /// serving requests goes through here; [`Store::read`] is for work that only reads.
     ///
+    /// `f` may run more than once: when PostgreSQL aborts it for a deadlock or a
+    /// serialization failure, it is rolled back and runs again in a later transaction (at
+    /// most three runs, see `writer.rs`). Each run starts from a clean slate and must only
+    /// issue its statements again; clone what it hands over rather than move it out.
+    ///
     /// `f` must not wait for the store itself: it runs on the writer thread.
     pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
+        F: FnMut(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
     {
         self.writers.submit(f).await
     }
@@ -208,7 +213,9 @@ impl Store {
     }
 
     /// Like [`Store::run`], for work that only reads: it does not queue behind writers
-    /// (SQLite in WAL mode lets readers run beside the writer).
+    /// (SQLite in WAL mode lets readers run beside the writer). Answered
+    /// [`StoreError::Busy`] when no reader thread starts it within the connect timeout (it
+    /// then never runs) or at once when the readers' queue is full; it runs exactly once.
     pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,

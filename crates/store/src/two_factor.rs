@@ -300,7 +300,8 @@ pub fn recovery_use(
 }
 
 /// Removes every second factor of a user and the recovery codes, in one transaction (the
-/// operator's way out for an owner who lost them all). Returns the rows removed.
+/// operator's way out for an owner who lost them all). Returns the rows removed. Called by
+/// the CLI on a pooled connection, outside any write batch: the transaction is needed there.
 pub fn remove_all(conn: &mut AnyConnection, user_id: i64) -> Result<usize, StoreError> {
     conn.transaction(|conn| {
         lock_user(conn, user_id)?;

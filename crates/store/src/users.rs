@@ -46,6 +46,8 @@ fn now() -> NaiveDateTime {
 }
 
 /// Creates an account. `Duplicate` when the address is taken (the unique index decides).
+/// Its own transaction is for the CLI, which calls it on a pooled connection outside any
+/// write batch; inside a `Store::run` job it is only a nested savepoint.
 pub fn create(
     conn: &mut AnyConnection,
     email: &Email,

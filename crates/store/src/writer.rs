@@ -14,8 +14,33 @@
 //!   other jobs of the batch are not affected.
 //! - If the batch cannot commit, every job of it gets the error: nothing is answered before
 //!   the commit.
-//! - Jobs run in the order they were queued.
-//! - `Connection::transaction` inside a job nests as a savepoint and works as before.
+//! - Jobs run in the order they were queued (but see the retries below).
+//! - `Connection::transaction` inside a job nests as a savepoint and works as before; a job
+//!   needs none for atomicity, its savepoint already gives it that.
+//!
+//! Deadlocks and serialization failures (PostgreSQL). With several writers (more than one
+//! `database.writers`, or several replicas on one database) two batches can lock hot rows in
+//! opposite orders, and PostgreSQL aborts a statement of one of them with a deadlock (SQLSTATE
+//! 40P01) or a serialization failure (40001); see [`StoreError::is_conflict`]. Such a job is
+//! rolled back to its savepoint and set aside, not answered; the rest of its batch goes on and
+//! commits as usual. It is not retried inside the same transaction: rolling back to its
+//! savepoint releases only its own locks, not those the jobs before it in the batch took, so
+//! the other transaction would still wait for them and the retry would deadlock again. The
+//! jobs set aside run again at the head of the writer's next batch (alone when nothing else
+//! is queued), that is after their own batch committed and released its locks, and before
+//! anything queued since. Rather than a transaction of their own first: they share the next
+//! commit with whatever is queued instead of adding one, and since they run first they still
+//! hold no lock of another job when they run (only those of the retried jobs before them).
+//! A job runs at
+//! most [`MAX_RUNS`] times; after that it is answered with its error. A batch whose COMMIT
+//! fails with one of those two errors has its jobs run again the same way (all but those that
+//! failed on their own). Every retry is logged (a warning with the number of jobs, nothing
+//! about their content).
+//!
+//! So a job's work is `FnMut`: it may run more than once, each time on a clean slate (its
+//! earlier run was rolled back), and must only re-issue its statements, with nothing of an
+//! earlier run kept outside the database. A retried job runs after jobs queued behind it that
+//! committed with its first batch, and sees their writes.
 //!
 //! A job must never wait for the store itself (call `Store::run`/`read` and block on it):
 //! it runs on the writer thread, holding the write transaction, so that wait never ends.
@@ -37,35 +62,57 @@ use crate::StoreError;
 /// and one batch does not hold its row locks for long.
 pub(crate) const MAX_BATCH: usize = 128;
 
+/// How many times a job runs at most when PostgreSQL aborts it for a deadlock or a
+/// serialization failure (see the module docs).
+pub(crate) const MAX_RUNS: u32 = 3;
+
 /// The work of one [`crate::Store::run`] call, type-erased for the queue.
 pub(crate) trait Task: Send {
     /// Runs the work on the writer's connection; true when it succeeded.
     fn run(&mut self, conn: &mut AnyConnection) -> bool;
     /// Marks a job that reported success as failed after all (its savepoint was undone).
     fn fail(&mut self, error: StoreError);
+    /// How many times the work ran.
+    fn runs(&self) -> u32;
+    /// The last run failed (on its own, not by its batch).
+    fn failed(&self) -> bool;
+    /// The last run failed with a deadlock or a serialization failure.
+    fn conflicted(&self) -> bool;
+    /// No one waits for the answer any more (the caller went away).
+    fn abandoned(&self) -> bool;
     /// Answers the caller: with the job's own outcome when the batch committed, else with
     /// `batch`'s error (a job that failed on its own keeps its own error).
     fn answer(self: Box<Self>, batch: Result<(), &Arc<StoreError>>);
 }
 
 struct Job<T, F> {
-    work: Option<F>,
+    work: F,
+    runs: u32,
     outcome: Option<Result<T, StoreError>>,
     reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> Job<T, F> {
+    fn new(work: F, reply: oneshot::Sender<Result<T, StoreError>>) -> Self {
+        Self {
+            work,
+            runs: 0,
+            outcome: None,
+            reply,
+        }
+    }
 }
 
 impl<T, F> Task for Job<T, F>
 where
     T: Send,
-    F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Send,
+    F: FnMut(&mut AnyConnection) -> Result<T, StoreError> + Send,
 {
     fn run(&mut self, conn: &mut AnyConnection) -> bool {
-        let outcome = match self.work.take() {
-            Some(work) => {
-                catch_unwind(AssertUnwindSafe(|| work(conn))).unwrap_or(Err(StoreError::Panicked))
-            }
-            None => Err(StoreError::Panicked),
-        };
+        self.runs += 1;
+        let work = &mut self.work;
+        let outcome =
+            catch_unwind(AssertUnwindSafe(|| work(conn))).unwrap_or(Err(StoreError::Panicked));
         let ok = outcome.is_ok();
         self.outcome = Some(outcome);
         ok
@@ -73,6 +120,22 @@ where
 
     fn fail(&mut self, error: StoreError) {
         self.outcome = Some(Err(error));
+    }
+
+    fn runs(&self) -> u32 {
+        self.runs
+    }
+
+    fn failed(&self) -> bool {
+        matches!(self.outcome, Some(Err(_)))
+    }
+
+    fn conflicted(&self) -> bool {
+        matches!(&self.outcome, Some(Err(e)) if e.is_conflict())
+    }
+
+    fn abandoned(&self) -> bool {
+        self.reply.is_closed()
     }
 
     fn answer(self: Box<Self>, batch: Result<(), &Arc<StoreError>>) {
@@ -84,6 +147,19 @@ where
         };
         // The caller may have gone away (its request was dropped): nothing to tell it.
         let _ = self.reply.send(outcome);
+    }
+}
+
+/// Whether `job`, run in a batch that ended with `batch`, is set aside to run again rather
+/// than answered: it (or the batch's COMMIT) met a deadlock or a serialization failure, and
+/// it has runs left. A job that failed on its own keeps its error.
+fn runs_again(job: &dyn Task, batch: Result<(), &Arc<StoreError>>) -> bool {
+    if job.runs() >= MAX_RUNS {
+        return false;
+    }
+    match batch {
+        Ok(()) => job.conflicted(),
+        Err(e) => e.is_conflict() && (job.conflicted() || !job.failed()),
     }
 }
 
@@ -114,11 +190,12 @@ impl Writers {
         self.queue.len()
     }
 
-    /// Queues `work` and waits for its answer, which comes after its batch committed.
+    /// Queues `work` and waits for its answer, which comes after its batch committed. `work`
+    /// may run more than once (see the module docs).
     pub(crate) async fn submit<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
+        F: FnMut(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
     {
         submit(&self.queue, work).await
     }
@@ -130,14 +207,10 @@ async fn submit<T, F>(
 ) -> Result<T, StoreError>
 where
     T: Send + 'static,
-    F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
+    F: FnMut(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
 {
     let (reply, answer) = oneshot::channel();
-    let job: Box<dyn Task> = Box::new(Job {
-        work: Some(work),
-        outcome: None,
-        reply,
-    });
+    let job: Box<dyn Task> = Box::new(Job::new(work, reply));
     queue.send(job).map_err(|_| StoreError::WriterGone)?;
     answer.await.map_err(|_| StoreError::WriterGone)?
 }
@@ -147,14 +220,28 @@ where
 /// threads rather than the async runtimes' blocking pools, which grew to 64 threads (one per
 /// client connection, each with its stack and malloc arena) during a flood although at most
 /// `pool_max_size` of them could hold a connection.
+///
+/// Under overload the queue is bounded ([`READ_QUEUE_PER_READER`] jobs per thread; a job that
+/// finds it full is answered [`StoreError::Busy`] at once), and a job whose caller stopped
+/// waiting (answered `Busy` because no thread started it in time, or a dropped request) is
+/// skipped, not run for no one.
 #[derive(Clone)]
 pub(crate) struct Readers {
     queue: crossbeam_channel::Sender<Box<dyn Task>>,
 }
 
+/// Read jobs queued per reader thread at most. Each waits for at most the connect timeout
+/// anyway; a longer queue would only hold jobs that will be answered `Busy` after waiting.
+pub(crate) const READ_QUEUE_PER_READER: usize = 64;
+
 impl Readers {
     pub(crate) fn start(pool: Pool<Manager>, count: u32) -> Self {
-        let (queue, jobs) = crossbeam_channel::unbounded::<Box<dyn Task>>();
+        let count = count.max(1);
+        Self::start_with_queue(pool, count, READ_QUEUE_PER_READER * count as usize)
+    }
+
+    pub(crate) fn start_with_queue(pool: Pool<Manager>, count: u32, queue_len: usize) -> Self {
+        let (queue, jobs) = crossbeam_channel::bounded::<Box<dyn Task>>(queue_len.max(1));
         for i in 0..count.max(1) {
             let jobs = jobs.clone();
             let pool = pool.clone();
@@ -162,6 +249,10 @@ impl Readers {
                 .name(format!("store-reader-{i}"))
                 .spawn(move || {
                     while let Ok(mut job) = jobs.recv() {
+                        // The caller gave up (or went away): dropping the job answers no one.
+                        if job.abandoned() {
+                            continue;
+                        }
                         match pool.get() {
                             Ok(mut conn) => {
                                 job.run(&mut conn);
@@ -178,7 +269,8 @@ impl Readers {
 
     /// Queues `work` and waits for its answer. A job that no thread started within
     /// `start_within` (all busy, or no free connection) is answered [`StoreError::Busy`], like
-    /// a wait that long for a pooled connection; it still runs later, answering no one.
+    /// a wait that long for a pooled connection, and does not run any more; so is one that
+    /// finds the queue full, at once.
     pub(crate) async fn submit<T, F>(
         &self,
         work: F,
@@ -190,15 +282,21 @@ impl Readers {
     {
         let (start, started) = oneshot::channel::<()>();
         let (reply, answer) = oneshot::channel();
-        let job: Box<dyn Task> = Box::new(Job {
-            work: Some(move |c: &mut AnyConnection| {
-                let _ = start.send(());
+        // A read runs once: the work is taken out on its (only) run.
+        let mut once = Some((start, work));
+        let job: Box<dyn Task> = Box::new(Job::new(
+            move |c: &mut AnyConnection| {
+                let (start, work) = once.take().ok_or(StoreError::Panicked)?;
+                // The caller stopped waiting since the thread looked: do not run.
+                start.send(()).map_err(|()| StoreError::Busy)?;
                 work(c)
-            }),
-            outcome: None,
+            },
             reply,
-        });
-        self.queue.send(job).map_err(|_| StoreError::WriterGone)?;
+        ));
+        self.queue.try_send(job).map_err(|e| match e {
+            crossbeam_channel::TrySendError::Full(_) => StoreError::Busy,
+            crossbeam_channel::TrySendError::Disconnected(_) => StoreError::WriterGone,
+        })?;
         // An error here means the job ended without running (no connection): its answer says
         // why.
         if tokio::time::timeout(start_within, started).await.is_err() {
@@ -215,8 +313,15 @@ fn write_loop(
 ) {
     let mut conn: Option<PooledConnection<Manager>> = None;
     let mut batch: Vec<Box<dyn Task>> = Vec::with_capacity(max_batch);
-    while let Ok(first) = jobs.recv() {
-        batch.push(first);
+    let mut again: Vec<Box<dyn Task>> = Vec::new();
+    loop {
+        // Jobs set aside by the last batch (a deadlock, a serialization failure) head this one.
+        if batch.is_empty() {
+            match jobs.recv() {
+                Ok(first) => batch.push(first),
+                Err(_) => return,
+            }
+        }
         while batch.len() < max_batch {
             match jobs.try_recv() {
                 Ok(job) => batch.push(job),
@@ -240,8 +345,21 @@ fn write_loop(
         };
         let outcome = outcome.map_err(Arc::new);
         for job in batch.drain(..) {
-            job.answer(outcome.as_ref().map(|_| ()));
+            let batch_outcome = outcome.as_ref().map(|_| ());
+            if runs_again(&*job, batch_outcome) {
+                again.push(job);
+            } else {
+                job.answer(batch_outcome);
+            }
         }
+        if !again.is_empty() {
+            tracing::warn!(
+                jobs = again.len(),
+                commit_failed = outcome.is_err(),
+                "write jobs met a deadlock or a serialization failure; they run again"
+            );
+        }
+        std::mem::swap(&mut batch, &mut again);
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 use actix_web::{HttpRequest, HttpResponse};
 use authd_domain::tokens::{new_refresh_token, refresh_token_hash, TokenKind};
 use authd_domain::Email;
-use authd_store::{refresh_tokens, users, Connection};
+use authd_store::{refresh_tokens, users};
 use authd_telemetry::names;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -154,35 +154,34 @@ pub(crate) async fn rotate(
     let clock = state.clock.clone();
     let rotated = state
         .store
+        // The job's savepoint makes the rotation all-or-nothing.
         .run(move |c| {
-            c.transaction(|c| {
-                let now = clock.now_ms();
-                if let Some(live) = refresh_tokens::find_live(c, &old, now)? {
-                    let active = users::find_by_id(c, live.user_id)?.is_some_and(|u| !u.disabled);
-                    if active && refresh_tokens::revoke(c, &old, now)? {
-                        refresh_tokens::insert(
-                            c,
-                            live.user_id,
-                            &new_hash,
-                            &live.family_id,
-                            now,
-                            now + lifetime,
-                        )?;
-                        return Ok(true);
-                    }
+            let now = clock.now_ms();
+            if let Some(live) = refresh_tokens::find_live(c, &old, now)? {
+                let active = users::find_by_id(c, live.user_id)?.is_some_and(|u| !u.disabled);
+                if active && refresh_tokens::revoke(c, &old, now)? {
+                    refresh_tokens::insert(
+                        c,
+                        live.user_id,
+                        &new_hash,
+                        &live.family_id,
+                        now,
+                        now + lifetime,
+                    )?;
+                    return Ok(true);
                 }
-                if let Some((family, user_id)) = refresh_tokens::revoked_family(c, &old)? {
-                    let n = refresh_tokens::revoke_family(c, &family, now)?;
-                    tracing::warn!(
-                        security_event = "refresh_token_reuse",
-                        user_id,
-                        client_ip = %ip,
-                        revoked = n,
-                        "a rotated refresh token was presented again: its login is revoked"
-                    );
-                }
-                Ok(false)
-            })
+            }
+            if let Some((family, user_id)) = refresh_tokens::revoked_family(c, &old)? {
+                let n = refresh_tokens::revoke_family(c, &family, now)?;
+                tracing::warn!(
+                    security_event = "refresh_token_reuse",
+                    user_id,
+                    client_ip = %ip,
+                    revoked = n,
+                    "a rotated refresh token was presented again: its login is revoked"
+                );
+            }
+            Ok(false)
         })
         .await?;
     if rotated {

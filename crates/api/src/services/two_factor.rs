@@ -134,7 +134,7 @@ pub(crate) async fn enable_method(
     user: &users::User,
     method: Method,
     target: (Origin, Option<String>),
-    apply: impl FnOnce(&mut AnyConnection, i64) -> Result<bool, StoreError> + Send + 'static,
+    mut apply: impl FnMut(&mut AnyConnection, i64) -> Result<bool, StoreError> + Send + 'static,
 ) -> Result<Option<Vec<String>>, ApiError> {
     let notice = change_notice(state, user, method, true, true, target).await?;
     let user_id = user.id;
@@ -165,7 +165,7 @@ pub(crate) async fn disable_method(
     user: &users::User,
     method: Method,
     target: (Origin, Option<String>),
-    apply: impl FnOnce(&mut AnyConnection) -> Result<bool, StoreError> + Send + 'static,
+    mut apply: impl FnMut(&mut AnyConnection) -> Result<bool, StoreError> + Send + 'static,
 ) -> Result<bool, ApiError> {
     // Whether two-factor authentication stays on is known only inside the transaction, so
     // both wordings of the notice are ready.

@@ -14,14 +14,10 @@ type Answer<T> = oneshot::Receiver<Result<T, StoreError>>;
 fn job<T, F>(work: F) -> (Box<dyn Task>, Answer<T>)
 where
     T: Send + 'static,
-    F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
+    F: FnMut(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
 {
     let (reply, answer) = oneshot::channel();
-    let task: Box<dyn Task> = Box::new(Job {
-        work: Some(work),
-        outcome: None,
-        reply,
-    });
+    let task: Box<dyn Task> = Box::new(Job::new(work, reply));
     (task, answer)
 }
 
@@ -241,4 +237,313 @@ async fn jobs_queued_while_the_writer_is_busy_share_one_commit() {
 async fn busy_started(writers: &Writers) -> bool {
     tokio::time::sleep(Duration::from_millis(20)).await;
     writers.queued() == 0
+}
+
+// ---------------------------------------------------------------------------------------
+// Deadlocks and serialization failures: set aside, run again in a later batch.
+
+/// What PostgreSQL's deadlock looks like through diesel (SQLSTATE 40P01 has no kind).
+fn deadlock() -> StoreError {
+    diesel::result::Error::DatabaseError(
+        diesel::result::DatabaseErrorKind::Unknown,
+        Box::new("deadlock detected".to_owned()),
+    )
+    .into()
+}
+
+fn serialization_failure() -> StoreError {
+    diesel::result::Error::DatabaseError(
+        diesel::result::DatabaseErrorKind::SerializationFailure,
+        Box::new("could not serialize access due to concurrent update".to_owned()),
+    )
+    .into()
+}
+
+#[test]
+fn conflicts_are_recognised_and_ordinary_errors_are_not() {
+    assert!(deadlock().is_conflict());
+    assert!(serialization_failure().is_conflict());
+    assert!(StoreError::Batch(Arc::new(deadlock())).is_conflict());
+    assert!(!StoreError::NotFound.is_conflict());
+    assert!(!StoreError::Duplicate.is_conflict());
+    assert!(!StoreError::Panicked.is_conflict());
+    let other = diesel::result::Error::DatabaseError(
+        diesel::result::DatabaseErrorKind::Unknown,
+        Box::new("division by zero".to_owned()),
+    );
+    assert!(!StoreError::from(other).is_conflict());
+}
+
+/// A writer on `db` whose first job is held until the returned sender is used, so that
+/// everything queued meanwhile makes one batch.
+async fn held_writer(db: &Scratch) -> (Writers, std::sync::mpsc::Sender<()>) {
+    let pool = Pool::builder()
+        .max_size(1)
+        .build_unchecked(Manager::sqlite(&db.path, Duration::from_secs(5)));
+    let writers = Writers::start(pool, 1, MAX_BATCH);
+    let (open, gate) = std::sync::mpsc::channel::<()>();
+    let (held_tx, held) = std::sync::mpsc::channel::<()>();
+    tokio::spawn({
+        let w = writers.clone();
+        async move {
+            w.submit(move |_| {
+                held_tx.send(()).ok();
+                gate.recv().ok();
+                Ok(())
+            })
+            .await
+        }
+    });
+    while held.try_recv().is_err() {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    (writers, open)
+}
+
+fn counted(runs: &Arc<std::sync::atomic::AtomicUsize>) -> usize {
+    runs.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Queues a job that inserts `n` and answers what it sees, but whose first `conflicts` runs
+/// are aborted as PostgreSQL would abort them (after their insert); with its run counter.
+fn queue_conflicting(
+    writers: &Writers,
+    n: i64,
+    conflicts: usize,
+) -> (
+    tokio::task::JoinHandle<Result<Vec<i64>, StoreError>>,
+    Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let runs = Arc::new(AtomicUsize::new(0));
+    let w = writers.clone();
+    let counter = runs.clone();
+    let task = tokio::spawn(async move {
+        w.submit(move |c| {
+            let run = counter.fetch_add(1, Ordering::SeqCst);
+            // Written, then aborted: the savepoint must undo it.
+            insert(c, n)?;
+            match run {
+                r if r >= conflicts => Ok(stored(c)),
+                0 => Err(deadlock()),
+                _ => Err(serialization_failure()),
+            }
+        })
+        .await
+    });
+    (task, runs)
+}
+
+#[tokio::test]
+async fn a_job_aborted_by_a_conflict_runs_again_after_its_batch_committed() {
+    let db = Scratch::new();
+    let (writers, open) = held_writer(&db).await;
+    let mut jobs = Vec::new();
+    for (n, conflicts) in [(1, 0), (2, 2), (3, 0)] {
+        jobs.push(queue_conflicting(&writers, n, conflicts));
+        while writers.queued() < jobs.len() {
+            tokio::task::yield_now().await;
+        }
+    }
+    open.send(()).unwrap();
+    let mut answers = Vec::new();
+    for (task, runs) in jobs {
+        answers.push((task.await.unwrap().unwrap(), counted(&runs)));
+    }
+    // The other jobs committed without the conflicting one; it then headed the next batch
+    // (twice: its second run failed too), and was stored once.
+    assert_eq!(answers[0], (vec![1], 1));
+    assert_eq!(answers[2], (vec![1, 3], 1));
+    assert_eq!(answers[1], (vec![1, 3, 2], 3));
+    assert_eq!(stored(&mut db.conn()), vec![1, 3, 2]);
+}
+
+#[tokio::test]
+async fn a_job_that_keeps_conflicting_is_answered_with_its_error_after_max_runs() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let db = Scratch::new();
+    let (writers, open) = held_writer(&db).await;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let job = tokio::spawn({
+        let w = writers.clone();
+        let runs = runs.clone();
+        async move {
+            w.submit(move |c| -> Result<(), StoreError> {
+                runs.fetch_add(1, Ordering::SeqCst);
+                insert(c, 1)?;
+                Err(deadlock())
+            })
+            .await
+        }
+    });
+    while writers.queued() < 1 {
+        tokio::task::yield_now().await;
+    }
+    open.send(()).unwrap();
+    let answer = job.await.unwrap();
+    assert!(matches!(&answer, Err(e) if e.is_conflict()), "{answer:?}");
+    assert_eq!(counted(&runs), MAX_RUNS as usize);
+    assert!(stored(&mut db.conn()).is_empty());
+    // The writer goes on.
+    writers.submit(|c| insert(c, 2)).await.unwrap();
+    assert_eq!(stored(&mut db.conn()), vec![2]);
+}
+
+#[tokio::test]
+async fn a_job_failing_with_an_ordinary_error_runs_once() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let db = Scratch::new();
+    let (writers, open) = held_writer(&db).await;
+    open.send(()).unwrap();
+    writers.submit(|c| insert(c, 1)).await.unwrap();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let r = runs.clone();
+    let duplicate = writers
+        .submit(move |c| {
+            r.fetch_add(1, Ordering::SeqCst);
+            insert(c, 1)
+        })
+        .await;
+    assert!(matches!(duplicate, Err(StoreError::Duplicate)));
+    let r = runs.clone();
+    let not_found = writers
+        .submit(move |_| -> Result<(), StoreError> {
+            r.fetch_add(1, Ordering::SeqCst);
+            Err(StoreError::NotFound)
+        })
+        .await;
+    assert!(matches!(not_found, Err(StoreError::NotFound)));
+    assert_eq!(counted(&runs), 2);
+}
+
+/// A COMMIT that fails with a conflict sends its jobs round again, except those that failed
+/// on their own; a job out of runs is answered.
+#[test]
+fn a_commit_failed_by_a_conflict_runs_its_jobs_again() {
+    let db = Scratch::new();
+    let mut c = db.conn();
+    let (mut ok, _ra) = job(|c| insert(c, 1));
+    let (mut own, _rb) = job(|_| Err::<(), _>(StoreError::NotFound));
+    let (mut conflicted, _rc) = job(|_| Err::<(), _>(deadlock()));
+    for t in [&mut ok, &mut own, &mut conflicted] {
+        t.run(&mut c);
+    }
+    let conflict = Arc::new(serialization_failure());
+    let other = Arc::new(StoreError::Corrupt("x".into()));
+    assert!(runs_again(&*ok, Err(&conflict)));
+    assert!(!runs_again(&*own, Err(&conflict)));
+    assert!(runs_again(&*conflicted, Err(&conflict)));
+    assert!(!runs_again(&*ok, Err(&other)));
+    assert!(!runs_again(&*conflicted, Err(&other)));
+    assert!(!runs_again(&*ok, Ok(())));
+    assert!(runs_again(&*conflicted, Ok(())));
+    for _ in 1..MAX_RUNS {
+        ok.run(&mut c);
+        conflicted.run(&mut c);
+    }
+    assert!(!runs_again(&*ok, Err(&conflict)));
+    assert!(!runs_again(&*conflicted, Ok(())));
+}
+
+// ---------------------------------------------------------------------------------------
+// Readers under overload.
+
+/// Readers on `db` with `queue_len` places, whose one thread is held by a job until the
+/// returned sender is used.
+async fn held_reader(
+    db: &Scratch,
+    queue_len: usize,
+) -> (
+    Readers,
+    std::sync::mpsc::Sender<()>,
+    tokio::task::JoinHandle<Result<(), StoreError>>,
+) {
+    let pool = Pool::builder()
+        .max_size(1)
+        .build_unchecked(Manager::sqlite(&db.path, Duration::from_secs(5)));
+    let readers = Readers::start_with_queue(pool, 1, queue_len);
+    let (open, gate) = std::sync::mpsc::channel::<()>();
+    let (held_tx, held) = std::sync::mpsc::channel::<()>();
+    let busy = tokio::spawn({
+        let r = readers.clone();
+        async move {
+            r.submit(
+                move |_| {
+                    held_tx.send(()).ok();
+                    gate.recv().ok();
+                    Ok(())
+                },
+                Duration::from_secs(30),
+            )
+            .await
+        }
+    });
+    while held.try_recv().is_err() {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    (readers, open, busy)
+}
+
+#[tokio::test]
+async fn a_read_answered_busy_because_no_reader_started_it_never_runs() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let db = Scratch::new();
+    let (readers, open, busy) = held_reader(&db, 64).await;
+    let ran = Arc::new(AtomicUsize::new(0));
+    let late: Vec<_> = (0..5)
+        .map(|_| {
+            let r = readers.clone();
+            let ran = ran.clone();
+            tokio::spawn(async move {
+                r.submit(
+                    move |_| {
+                        ran.fetch_add(1, Ordering::SeqCst);
+                        Ok(())
+                    },
+                    Duration::from_millis(20),
+                )
+                .await
+            })
+        })
+        .collect();
+    for l in late {
+        assert!(matches!(l.await.unwrap(), Err(StoreError::Busy)));
+    }
+    open.send(()).unwrap();
+    busy.await.unwrap().unwrap();
+    // Queued behind the abandoned jobs on the one thread: when it ran, they were passed.
+    let after = ran.clone();
+    let seen = readers
+        .submit(
+            move |_| Ok(after.load(Ordering::SeqCst)),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    assert_eq!(seen, 0);
+    assert_eq!(counted(&ran), 0);
+}
+
+#[tokio::test]
+async fn a_read_that_finds_the_queue_full_is_answered_busy_at_once() {
+    let db = Scratch::new();
+    let (readers, open, busy) = held_reader(&db, 2).await;
+    let queued: Vec<_> = (0..2i64)
+        .map(|i| {
+            let r = readers.clone();
+            tokio::spawn(async move { r.submit(move |_| Ok(i), Duration::from_secs(30)).await })
+        })
+        .collect();
+    while readers.queue.len() < 2 {
+        tokio::task::yield_now().await;
+    }
+    let asked = std::time::Instant::now();
+    let refused = readers.submit(|_| Ok(()), Duration::from_secs(30)).await;
+    assert!(matches!(refused, Err(StoreError::Busy)), "{refused:?}");
+    assert!(asked.elapsed() < Duration::from_secs(5));
+    open.send(()).unwrap();
+    busy.await.unwrap().unwrap();
+    for (i, q) in queued.into_iter().enumerate() {
+        assert_eq!(q.await.unwrap().unwrap(), i as i64);
+    }
 }
