@@ -10,6 +10,7 @@ use diesel::sql_types::{BigInt, Nullable, Text};
 both_dbs!(
     outbox_two_workers_whose_leases_overlap_record_each_mail_sent_once,
     outbox_a_round_marks_all_its_mails_sent_in_one_call_and_retries_stay_pending,
+    outbox_a_claim_reads_a_backlog_due_at_one_instant_in_index_order,
 );
 
 /// Far beyond the test server's clock, so its own delivery loop never finds these rows due.
@@ -151,5 +152,62 @@ async fn outbox_a_round_marks_all_its_mails_sent_in_one_call_and_retries_stay_pe
     assert_eq!(
         ids(&outbox::claim(&mut c, "v", T0 + 5_000, LEASE, 10).unwrap()),
         vec![round[7]]
+    );
+}
+
+/// A backlog whose mails all fell due at the same instant (a burst, or a refill after an
+/// outage): the claim takes the oldest ids off the `outbox_due` index, as its plan shows,
+/// rather than sorting every due row on each claim (38 ms per claim with 100,000 pending on
+/// PostgreSQL before the index held the id).
+async fn outbox_a_claim_reads_a_backlog_due_at_one_instant_in_index_order(db: Db) {
+    let (_app, store) = store_of(db).await;
+    let mut c = store.conn().unwrap();
+    let fill = match c.backend() {
+        authd_store::Backend::Postgres => format!(
+            "INSERT INTO outbox (origin, kind, backend, recipient_masked, payload, status, attempts, \
+             next_attempt_at_ms, created_at_ms) SELECT 'default', 'password_reset', 'file', \
+             'a***@example.org', 'sealed', 'pending', 0, {T0}, {T0} FROM generate_series(1, 20000)"
+        ),
+        authd_store::Backend::Sqlite => format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000) \
+             INSERT INTO outbox (origin, kind, backend, recipient_masked, payload, status, attempts, \
+             next_attempt_at_ms, created_at_ms) SELECT 'default', 'password_reset', 'file', \
+             'a***@example.org', 'sealed', 'pending', 0, {T0}, {T0} FROM n"
+        ),
+    };
+    diesel::sql_query(fill).execute(&mut *c).unwrap();
+    diesel::sql_query("ANALYZE outbox")
+        .execute(&mut *c)
+        .unwrap();
+
+    let plan = outbox::claim_plan(&mut c, T0 + 1, 32).unwrap();
+    let text = plan.join("\n");
+    assert!(
+        text.contains("outbox_due"),
+        "the claim uses the index:\n{text}"
+    );
+    assert!(
+        !text.contains("Sort") && !text.contains("TEMP B-TREE"),
+        "the claim sorts the backlog:\n{text}"
+    );
+
+    let first: i64 = {
+        #[derive(QueryableByName)]
+        struct Min {
+            #[diesel(sql_type = BigInt)]
+            id: i64,
+        }
+        diesel::sql_query("SELECT min(id) AS id FROM outbox")
+            .get_result::<Min>(&mut *c)
+            .unwrap()
+            .id
+    };
+    let claimed = outbox::claim(&mut c, "w1", T0 + 1, LEASE, 32).unwrap();
+    let mut got = ids(&claimed);
+    got.sort_unstable();
+    assert_eq!(
+        got,
+        (first..first + 32).collect::<Vec<_>>(),
+        "the oldest 32, by id"
     );
 }

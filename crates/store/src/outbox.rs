@@ -41,6 +41,61 @@ pub fn enqueue(conn: &mut AnyConnection, mail: &NewMail<'_>) -> Result<(), Store
     Ok(())
 }
 
+/// The claim statement: binds are the lease's end, the worker, now, and the batch size.
+fn claim_sql(backend: Backend) -> String {
+    let lock = match backend {
+        Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+        Backend::Sqlite => "",
+    };
+    format!(
+        "UPDATE outbox SET lease_until_ms = $1, leased_by = $2, attempts = attempts + 1 \
+         WHERE id IN (SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at_ms <= $3 \
+                      AND (lease_until_ms IS NULL OR lease_until_ms <= $3) \
+                      ORDER BY next_attempt_at_ms, id LIMIT $4 {lock}) \
+         RETURNING id, origin, kind, backend, recipient_masked, payload, attempts, created_at_ms"
+    )
+}
+
+/// The database's plan for a claim (`EXPLAIN`, one line per row), so a test can check that a
+/// claim reads the due rows in index order instead of sorting the backlog.
+pub fn claim_plan(
+    conn: &mut AnyConnection,
+    now_ms: i64,
+    batch: i64,
+) -> Result<Vec<String>, StoreError> {
+    #[derive(QueryableByName)]
+    struct Line {
+        #[diesel(sql_type = Text, column_name = "QUERY PLAN")]
+        plan: String,
+    }
+    #[derive(QueryableByName)]
+    struct SqliteLine {
+        #[diesel(sql_type = Text)]
+        detail: String,
+    }
+    let text = claim_sql(conn.backend());
+    Ok(match conn.backend() {
+        Backend::Postgres => sql(conn, &format!("EXPLAIN {text}"))
+            .bind::<BigInt, _>(now_ms)
+            .bind::<Text, _>("plan")
+            .bind::<BigInt, _>(now_ms)
+            .bind::<BigInt, _>(batch)
+            .load::<Line>(conn)?
+            .into_iter()
+            .map(|l| l.plan)
+            .collect(),
+        Backend::Sqlite => sql(conn, &format!("EXPLAIN QUERY PLAN {text}"))
+            .bind::<BigInt, _>(now_ms)
+            .bind::<Text, _>("plan")
+            .bind::<BigInt, _>(now_ms)
+            .bind::<BigInt, _>(batch)
+            .load::<SqliteLine>(conn)?
+            .into_iter()
+            .map(|l| l.detail)
+            .collect(),
+    })
+}
+
 /// A row claimed for delivery by one worker.
 #[derive(Debug, Clone, QueryableByName)]
 pub struct Claimed {
@@ -78,17 +133,7 @@ pub fn claim(
     lease_ms: i64,
     batch: i64,
 ) -> Result<Vec<Claimed>, StoreError> {
-    let lock = match conn.backend() {
-        Backend::Postgres => "FOR UPDATE SKIP LOCKED",
-        Backend::Sqlite => "",
-    };
-    let text = format!(
-        "UPDATE outbox SET lease_until_ms = $1, leased_by = $2, attempts = attempts + 1 \
-         WHERE id IN (SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at_ms <= $3 \
-                      AND (lease_until_ms IS NULL OR lease_until_ms <= $3) \
-                      ORDER BY next_attempt_at_ms, id LIMIT $4 {lock}) \
-         RETURNING id, origin, kind, backend, recipient_masked, payload, attempts, created_at_ms"
-    );
+    let text = claim_sql(conn.backend());
     Ok(sql(conn, &text)
         .bind::<BigInt, _>(now_ms + lease_ms)
         .bind::<Text, _>(worker)
