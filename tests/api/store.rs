@@ -262,23 +262,7 @@ where
     F: Fn(usize) -> Fut,
     Fut: Future<Output = Result<T, StoreError>> + 'static,
 {
-    let (open, gate) = std::sync::mpsc::channel::<()>();
-    let (held_tx, held) = std::sync::mpsc::channel::<()>();
-    let busy = actix_rt::spawn({
-        let store = store.clone();
-        async move {
-            store
-                .run(move |_| {
-                    held_tx.send(()).ok();
-                    gate.recv().ok();
-                    Ok(())
-                })
-                .await
-        }
-    });
-    while held.try_recv().is_err() {
-        actix_rt::time::sleep(Duration::from_millis(1)).await;
-    }
+    let (open, busy) = hold_writer(store).await;
     let jobs: Vec<_> = (0..n).map(|i| actix_rt::spawn(make(i))).collect();
     while store.queued_writes() < n {
         actix_rt::time::sleep(Duration::from_millis(1)).await;

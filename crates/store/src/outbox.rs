@@ -73,23 +73,29 @@ pub fn claim_plan(
         #[diesel(sql_type = Text)]
         detail: String,
     }
-    let text = claim_sql(conn.backend());
-    Ok(match conn.backend() {
-        Backend::Postgres => sql(conn, &format!("EXPLAIN {text}"))
+    fn explain<R>(
+        conn: &mut AnyConnection,
+        how: &str,
+        now_ms: i64,
+        batch: i64,
+    ) -> Result<Vec<R>, StoreError>
+    where
+        R: QueryableByName<<AnyConnection as diesel::Connection>::Backend> + 'static,
+    {
+        let text = format!("{how} {}", claim_sql(conn.backend()));
+        Ok(sql(conn, &text)
             .bind::<BigInt, _>(now_ms)
             .bind::<Text, _>("plan")
             .bind::<BigInt, _>(now_ms)
             .bind::<BigInt, _>(batch)
-            .load::<Line>(conn)?
+            .load(conn)?)
+    }
+    Ok(match conn.backend() {
+        Backend::Postgres => explain::<Line>(conn, "EXPLAIN", now_ms, batch)?
             .into_iter()
             .map(|l| l.plan)
             .collect(),
-        Backend::Sqlite => sql(conn, &format!("EXPLAIN QUERY PLAN {text}"))
-            .bind::<BigInt, _>(now_ms)
-            .bind::<Text, _>("plan")
-            .bind::<BigInt, _>(now_ms)
-            .bind::<BigInt, _>(batch)
-            .load::<SqliteLine>(conn)?
+        Backend::Sqlite => explain::<SqliteLine>(conn, "EXPLAIN QUERY PLAN", now_ms, batch)?
             .into_iter()
             .map(|l| l.detail)
             .collect(),
